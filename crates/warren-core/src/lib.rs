@@ -1,1 +1,16 @@
-//! placeholder
+//! Warren's broker model as plain state machines: exchanges, bindings and routing, queues,
+//! consumers, deliveries and acknowledgements.
+//!
+//! Architecture invariant: nothing here touches a socket, a clock, a file or an async
+//! runtime. Time, when a rule needs it, is an argument. That keeps every queue and routing rule
+//! testable with plain `#[test]`s and seeded simulations, and lets the same transitions be
+//! replayed from a replicated log later.
+
+pub mod entity;
+pub mod error;
+pub mod message;
+pub mod queue;
+pub mod routing;
+
+pub use error::AmqpError;
+pub use message::Message;
