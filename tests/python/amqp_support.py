@@ -59,8 +59,9 @@ def queue_exists(broker, name: str) -> bool:
         probe.channel().queue_declare(name, passive=True)
         return True
     except ChannelClosedByBroker as err:
-        assert err.reply_code == 404, err
-        return False
+        # 405: it exists, as some other connection's exclusive queue.
+        assert err.reply_code in (404, 405), err
+        return err.reply_code == 405
     finally:
         if probe.is_open:
             probe.close()

@@ -72,7 +72,7 @@ def ch(conn):
 @pytest.fixture
 def names(request):
     """``names("q")`` gives a name unique to this test run, so tests can share a broker."""
-    test = request.node.name.replace("[", ".").replace("]", "")[:60]
+    test = request.node.name.replace("[", ".").replace("]", "")[:40]
     run = uuid.uuid4().hex[:8]
 
     def make(kind: str = "q") -> str:
