@@ -201,3 +201,32 @@ class RawConnection:
         assert got is not None, "server closed the socket without channel.close"
         assert got.channel == channel and got.method == CHANNEL_CLOSE, (got.channel, got.payload)
         return got.close_reason()
+
+
+BASIC_CONSUME = (60, 20)
+BASIC_CONSUME_OK = (60, 21)
+BASIC_GET = (60, 70)
+BASIC_GET_OK = (60, 71)
+BASIC_GET_EMPTY = (60, 72)
+HEADERS_FLAG = 0x2000
+
+
+def basic_consume_args(queue: str, consumer_tag: str = "", no_ack: bool = False) -> bytes:
+    bits = 0x02 if no_ack else 0x00
+    return (struct.pack(">H", 0) + shortstr(queue) + shortstr(consumer_tag)
+            + bytes([bits]) + struct.pack(">I", 0))
+
+
+def basic_get_args(queue: str, no_ack: bool = True) -> bytes:
+    return struct.pack(">H", 0) + shortstr(queue) + bytes([1 if no_ack else 0])
+
+
+def content_header_with_headers(channel: int, body_size: int, table: bytes) -> bytes:
+    """A basic content header whose only property is ``headers`` (``table`` is encoded)."""
+    payload = struct.pack(">HHQH", 60, 0, body_size, HEADERS_FLAG) + struct.pack(">I", len(table)) + table
+    return frame(FRAME_HEADER, channel, payload)
+
+
+def read_shortstr(payload: bytes, offset: int) -> tuple:
+    length = payload[offset]
+    return payload[offset + 1 : offset + 1 + length].decode(), offset + 1 + length
