@@ -1,0 +1,124 @@
+//! The broker: its vhosts and users, the listener that accepts connections, and shutdown.
+
+use crate::config::Config;
+use crate::connection;
+use crate::vhost::VHost;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tracing::{info, warn};
+use warren_core::queue::ConsumerId;
+
+/// How long shutdown waits for connections to finish their close handshake.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+pub struct Broker {
+    pub config: Config,
+    vhosts: HashMap<String, Arc<VHost>>,
+    next_connection_id: AtomicU64,
+    next_consumer_id: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Broker {
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.get(name).cloned()
+    }
+
+    /// Checks a user's password. `guest`, as in RabbitMQ, may only log in from loopback.
+    pub fn authenticate(&self, user: &str, password: &str, peer: SocketAddr) -> bool {
+        if user == "guest" && !peer.ip().is_loopback() {
+            return false;
+        }
+        self.config.users.iter().any(|u| u.name == user && u.password == password)
+    }
+
+    pub fn next_consumer_id(&self) -> ConsumerId {
+        ConsumerId(self.next_consumer_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Binds the listener and starts accepting connections.
+    pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut vhosts = HashMap::new();
+        vhosts.insert("/".to_string(), VHost::new("/"));
+        let max_connections = config.max_connections;
+        let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+        let broker = Arc::new(Broker {
+            config,
+            vhosts,
+            next_connection_id: AtomicU64::new(1),
+            next_consumer_id: AtomicU64::new(1),
+            shutdown: shutdown_rx,
+        });
+        info!("Warren {} listening on {}, data dir {}", env!("CARGO_PKG_VERSION"), local_addr, data_dir.display());
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let accept = tokio::spawn(accept_loop(listener, broker.clone(), slots.clone()));
+        Ok(RunningBroker { local_addr, broker, shutdown_tx, slots, max_connections, accept })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, slots: Arc<Semaphore>) {
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let (socket, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            warn!("refusing connection from {peer}: max_connections reached");
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let id = broker.next_connection_id.fetch_add(1, Ordering::Relaxed);
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            connection::serve(broker, socket, peer, id).await;
+            drop(permit);
+        });
+    }
+}
+
+/// A started broker. Dropping it does not stop it; call [`RunningBroker::shutdown`].
+pub struct RunningBroker {
+    pub local_addr: SocketAddr,
+    pub broker: Arc<Broker>,
+    shutdown_tx: watch::Sender<bool>,
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl RunningBroker {
+    /// Stops accepting, closes every connection with 320 CONNECTION_FORCED, and waits (up
+    /// to a grace period) for them to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        let _ = self.accept.await;
+        let all = self.max_connections as u32;
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.slots.acquire_many(all)).await {
+            Ok(_) => info!("all connections closed"),
+            Err(_) => warn!("some connections did not close within {:?}", SHUTDOWN_GRACE),
+        }
+    }
+}

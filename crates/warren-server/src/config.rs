@@ -1,0 +1,106 @@
+//! Broker settings. Precedence: command-line flags, then `WARREN_*` environment variables,
+//! then the optional TOML file, then these defaults (the CLI applies the first two).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the AMQP listener binds. Port 0 picks a free port (logged at start-up).
+    pub listen: SocketAddr,
+    /// Where durable state lives.
+    pub data_dir: PathBuf,
+    /// Heartbeat the server proposes in `connection.tune`, seconds (RabbitMQ: 60).
+    pub heartbeat_secs: u16,
+    /// frame-max the server proposes and enforces, bytes (RabbitMQ: 131072).
+    pub frame_max: u32,
+    /// channel-max the server proposes and enforces (RabbitMQ: 2047).
+    pub channel_max: u16,
+    /// Largest message body accepted, bytes (RabbitMQ: 128 MiB).
+    pub max_message_size: u64,
+    /// Most connections served at once; further ones are refused at accept.
+    pub max_connections: usize,
+    /// Users allowed to log in. Default: `guest`/`guest`, which (as in RabbitMQ) may only
+    /// connect from loopback.
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: "0.0.0.0:5672".parse().expect("valid literal"),
+            data_dir: PathBuf::from("./warren-data"),
+            heartbeat_secs: 60,
+            frame_max: 131_072,
+            channel_max: 2047,
+            max_message_size: 128 * 1024 * 1024,
+            max_connections: 65_536,
+            users: vec![User { name: "guest".into(), password: "guest".into() }],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("frame_max {0} is below the protocol minimum of 4096")]
+    FrameMaxTooSmall(u32),
+}
+
+impl Config {
+    /// Reads a TOML file; fields it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.frame_max < warren_amqp::FRAME_MIN_SIZE {
+            return Err(ConfigError::FrameMaxTooSmall(self.frame_max));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_only_the_fields_it_names() {
+        let dir = std::env::temp_dir().join(format!("warren-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("warren.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:5673\"\nheartbeat_secs = 10\n").unwrap();
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(c.listen.port(), 5673);
+        assert_eq!(c.heartbeat_secs, 10);
+        assert_eq!(c.frame_max, 131_072);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_file_name() {
+        let dir = std::env::temp_dir().join(format!("warren-config-test2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:5673\"\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("lisen"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

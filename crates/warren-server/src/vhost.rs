@@ -1,0 +1,290 @@
+//! A virtual host: its exchanges, queues and bindings, and routing through them.
+//!
+//! Definition changes (declare, delete, bind) are serialized by one lock per vhost and are
+//! rare; the publish path reads immutable snapshots (see `snapshot`) and takes no lock.
+
+use crate::queue_task::{self, QueueRef};
+use crate::snapshot::Snapshot;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use warren_amqp::{FieldTable, ShortStr};
+use warren_core::entity::{ExchangeMeta, QueueMeta};
+use warren_core::routing::{ExchangeKind, Router};
+use warren_core::{AmqpError, Message};
+
+/// Exchange-to-exchange hops a message may take before routing stops (cycles are cut by
+/// remembering visited exchanges; this bounds pathological chains).
+const MAX_ROUTING_DEPTH: usize = 64;
+
+/// Where a binding leads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Destination {
+    Queue(QueueRef),
+    Exchange(ShortStr),
+}
+
+pub struct Exchange {
+    pub meta: ExchangeMeta,
+    pub router: Snapshot<Router<Destination>>,
+}
+
+impl Exchange {
+    fn new(meta: ExchangeMeta) -> Exchange {
+        let router = Snapshot::new(Router::new(meta.kind));
+        Exchange { meta, router }
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.meta.name.is_empty()
+    }
+}
+
+pub struct VHost {
+    pub name: String,
+    /// Serializes compound definition changes (e.g. delete a queue and its bindings).
+    changes: Mutex<()>,
+    exchanges: Snapshot<HashMap<ShortStr, Arc<Exchange>>>,
+    queues: Snapshot<HashMap<ShortStr, QueueRef>>,
+    next_queue_id: AtomicU64,
+}
+
+impl VHost {
+    /// A vhost with RabbitMQ's predeclared exchanges.
+    pub fn new(name: &str) -> Arc<VHost> {
+        let mut exchanges = HashMap::new();
+        for (n, kind) in [
+            ("", ExchangeKind::Direct),
+            ("amq.direct", ExchangeKind::Direct),
+            ("amq.fanout", ExchangeKind::Fanout),
+            ("amq.topic", ExchangeKind::Topic),
+            ("amq.headers", ExchangeKind::Headers),
+            ("amq.match", ExchangeKind::Headers),
+        ] {
+            let meta = ExchangeMeta {
+                name: ShortStr::from(n),
+                kind,
+                durable: true,
+                auto_delete: false,
+                internal: false,
+                arguments: FieldTable::new(),
+            };
+            exchanges.insert(meta.name.clone(), Arc::new(Exchange::new(meta)));
+        }
+        Arc::new(VHost {
+            name: name.to_string(),
+            changes: Mutex::new(()),
+            exchanges: Snapshot::new(exchanges),
+            queues: Snapshot::new(HashMap::new()),
+            next_queue_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.exchanges.load().get(name).cloned()
+    }
+
+    pub fn queue(&self, name: &str) -> Option<QueueRef> {
+        self.queues.load().get(name).cloned()
+    }
+
+    pub fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::no_exchange(name, &self.name)
+    }
+
+    pub fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::no_queue(name, &self.name)
+    }
+
+    /// `exchange.declare` (not passive). Returns the existing exchange if an equivalent one
+    /// exists.
+    pub fn declare_exchange(&self, meta: ExchangeMeta) -> Result<Arc<Exchange>, AmqpError> {
+        let _guard = self.changes.lock();
+        if let Some(existing) = self.exchanges.read(|m| m.get(&meta.name).cloned()) {
+            existing.meta.check_equivalent(&meta, &self.name)?;
+            return Ok(existing);
+        }
+        let ex = Arc::new(Exchange::new(meta));
+        self.exchanges.update(|m| m.insert(ex.meta.name.clone(), ex.clone()));
+        Ok(ex)
+    }
+
+    /// `exchange.delete`.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        let _guard = self.changes.lock();
+        let Some(ex) = self.exchanges.read(|m| m.get(name).cloned()) else {
+            return Err(self.no_exchange(name));
+        };
+        if if_unused && !ex.router.read(|r| r.is_empty()) {
+            return Err(AmqpError::precondition(format!("exchange '{}' in vhost '{}' in use", name, self.name)));
+        }
+        self.remove_exchange_locked(&ex);
+        Ok(())
+    }
+
+    /// Removes an exchange with its bindings, both as source and as destination.
+    fn remove_exchange_locked(&self, ex: &Arc<Exchange>) {
+        self.exchanges.update(|m| m.remove(&ex.meta.name));
+        self.remove_destination_locked(&Destination::Exchange(ex.meta.name.clone()));
+    }
+
+    /// Removes every binding to `dest`, then any auto-delete exchange left without bindings.
+    fn remove_destination_locked(&self, dest: &Destination) {
+        let all: Vec<Arc<Exchange>> = self.exchanges.read(|m| m.values().cloned().collect());
+        for ex in all {
+            if ex.router.read(|r| r.has_destination(dest)) {
+                let now_empty = ex.router.update(|r| {
+                    r.remove_destination(dest);
+                    r.is_empty()
+                });
+                if now_empty && ex.meta.auto_delete {
+                    self.remove_exchange_locked(&ex);
+                }
+            }
+        }
+    }
+
+    /// `queue.declare`. `connection` is the declaring connection (for exclusivity).
+    /// Returns the queue and whether it was created now.
+    pub fn declare_queue(self: &Arc<Self>, meta: QueueMeta, passive: bool, connection: u64) -> Result<(QueueRef, bool), AmqpError> {
+        let _guard = self.changes.lock();
+        if let Some(existing) = self.queues.read(|m| m.get(&meta.name).cloned()) {
+            check_exclusive_access(&existing, connection)?;
+            if !passive {
+                existing.meta.check_equivalent(&meta, &self.name)?;
+                if existing.meta.exclusive_owner.is_some() != meta.exclusive_owner.is_some() {
+                    return Err(locked(&existing));
+                }
+            }
+            return Ok((existing, false));
+        }
+        if passive {
+            return Err(self.no_queue(&meta.name));
+        }
+        let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
+        let queue = queue_task::spawn(id, meta, self);
+        self.queues.update(|m| m.insert(queue.meta.name.clone(), queue.clone()));
+        Ok((queue, true))
+    }
+
+    /// Looks a queue up for an operation by `connection`, checking exclusive ownership.
+    pub fn queue_for(&self, name: &str, connection: u64) -> Result<QueueRef, AmqpError> {
+        let q = self.queue(name).ok_or_else(|| self.no_queue(name))?;
+        check_exclusive_access(&q, connection)?;
+        Ok(q)
+    }
+
+    /// Called by the queue's own task when it deletes itself.
+    pub fn forget_queue(&self, queue: &QueueRef) {
+        let _guard = self.changes.lock();
+        self.queues.update(|m| {
+            if m.get(queue.name()).is_some_and(|q| q == queue) {
+                m.remove(queue.name());
+            }
+        });
+        self.remove_destination_locked(&Destination::Queue(queue.clone()));
+    }
+
+    /// `queue.bind` / `exchange.bind`.
+    pub fn bind(&self, source: &str, dest: Destination, routing_key: &ShortStr, arguments: &FieldTable) -> Result<(), AmqpError> {
+        let _guard = self.changes.lock();
+        let ex = self.source_exchange(source)?;
+        warren_core::routing::validate_binding_arguments(ex.meta.kind, arguments).map_err(AmqpError::precondition)?;
+        if let Destination::Exchange(name) = &dest {
+            if !self.exchanges.read(|m| m.contains_key(name)) {
+                return Err(self.no_exchange(name));
+            }
+        }
+        ex.router.update(|r| r.bind(routing_key, arguments, dest));
+        Ok(())
+    }
+
+    /// `queue.unbind` / `exchange.unbind`. Unbinding what is not bound succeeds, as in RabbitMQ.
+    pub fn unbind(&self, source: &str, dest: &Destination, routing_key: &ShortStr, arguments: &FieldTable) -> Result<(), AmqpError> {
+        let _guard = self.changes.lock();
+        let ex = self.source_exchange(source)?;
+        let now_empty = ex.router.update(|r| r.unbind(routing_key, arguments, dest) && r.is_empty());
+        if now_empty && ex.meta.auto_delete {
+            self.remove_exchange_locked(&ex);
+        }
+        Ok(())
+    }
+
+    fn source_exchange(&self, name: &str) -> Result<Arc<Exchange>, AmqpError> {
+        if name.is_empty() {
+            return Err(default_exchange_refusal());
+        }
+        self.exchanges.read(|m| m.get(name).cloned()).ok_or_else(|| self.no_exchange(name))
+    }
+
+    /// Routes a message from `ex`, following exchange-to-exchange bindings and alternate
+    /// exchanges; appends each destination queue once to `out`.
+    pub fn route(&self, ex: &Exchange, message: &Message, out: &mut Vec<QueueRef>) {
+        let start = out.len();
+        let mut visited: Vec<ShortStr> = Vec::new();
+        self.route_from(ex, message, out, &mut visited, 0);
+        if out.len() - start > 1 {
+            out[start..].sort_unstable();
+            let mut deduped = out.split_off(start);
+            deduped.dedup();
+            out.extend(deduped);
+        }
+    }
+
+    fn route_from(&self, ex: &Exchange, message: &Message, out: &mut Vec<QueueRef>, visited: &mut Vec<ShortStr>, depth: usize) {
+        let before = out.len();
+        if ex.is_default() {
+            if let Some(q) = self.queue(&message.routing_key) {
+                out.push(q);
+            }
+            return;
+        }
+        let router = ex.router.load();
+        let mut dests = Vec::new();
+        router.route(&message.routing_key, message.properties.headers.as_ref(), &mut dests);
+        let mut routed_any = !dests.is_empty() && dests.iter().any(|d| matches!(d, Destination::Queue(_)));
+        for d in dests {
+            match d {
+                Destination::Queue(q) => out.push(q),
+                Destination::Exchange(name) => {
+                    if depth < MAX_ROUTING_DEPTH && !visited.contains(&name) && name != ex.meta.name {
+                        visited.push(name.clone());
+                        if let Some(next) = self.exchange(&name) {
+                            self.route_from(&next, message, out, visited, depth + 1);
+                        }
+                    }
+                }
+            }
+        }
+        routed_any |= out.len() > before;
+        if !routed_any {
+            if let Some(ae) = ex.meta.alternate_exchange() {
+                if depth < MAX_ROUTING_DEPTH && !visited.iter().any(|v| v.as_str() == ae) && ae != ex.meta.name.as_str() {
+                    visited.push(ShortStr::from(ae));
+                    if let Some(next) = self.exchange(ae) {
+                        self.route_from(&next, message, out, visited, depth + 1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_exclusive_access(q: &QueueRef, connection: u64) -> Result<(), AmqpError> {
+    match q.meta.exclusive_owner {
+        Some(owner) if owner != connection => Err(locked(q)),
+        _ => Ok(()),
+    }
+}
+
+fn locked(q: &QueueRef) -> AmqpError {
+    AmqpError::resource_locked(format!(
+        "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+        q.describe()
+    ))
+}
+
+pub fn default_exchange_refusal() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
