@@ -183,6 +183,40 @@ class RawConnection:
         self.send(method_frame(channel, CHANNEL_OPEN, shortstr("")))
         self.expect(CHANNEL_OPEN_OK)
 
+    def read_all_until_closed(self) -> bytes:
+        """Everything the server sends before closing, whether it closes with FIN or RST.
+
+        A server that closes while unread input is pending makes the kernel send a reset;
+        the bytes it wrote before are still delivered first, so they are kept.
+        """
+        data = self.buffer
+        self.buffer = b""
+        try:
+            while True:
+                chunk = self.recv_some()
+                if not chunk:
+                    return data
+                data += chunk
+        except ConnectionResetError:
+            return data
+
+    def read_close_or_end(self) -> tuple | None:
+        """The reason of the server's connection.close, answered with close-ok, or None if
+        the server dropped the socket without one."""
+        while True:
+            try:
+                got = self.read_method()
+            except ConnectionResetError:
+                return None
+            if got is None:
+                return None
+            if got.kind == FRAME_METHOD and got.method == CONNECTION_CLOSE:
+                try:
+                    self.send(method_frame(0, CONNECTION_CLOSE_OK))
+                except OSError:
+                    pass
+                return got.close_reason()
+
     def expect_connection_close(self) -> tuple:
         """Read up to the server's connection.close; answer close-ok; return its reason."""
         while True:
