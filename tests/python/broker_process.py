@@ -57,15 +57,19 @@ class WarrenProcess:
     _reader: Optional[threading.Thread] = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
+    owns_data_dir: bool = True
+
     @classmethod
-    def start(cls, extra_args: tuple = ()) -> "WarrenProcess":
+    def start(cls, extra_args: tuple = (), data_dir: Optional[Path] = None) -> "WarrenProcess":
         binary = warren_bin()
         if not binary.exists():
             raise RuntimeError(
                 f"Warren binary not found at {binary}: build it (cargo build -p warren) "
                 "or set WARREN_BIN, or set WARREN_TEST_URL to test a running broker"
             )
-        data_dir = Path(tempfile.mkdtemp(prefix="warren-pytest-"))
+        owns_data_dir = data_dir is None
+        if data_dir is None:
+            data_dir = Path(tempfile.mkdtemp(prefix="warren-pytest-"))
         cmd = [str(binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
         cmd += list(extra_args)
         env = dict(os.environ)
@@ -77,7 +81,7 @@ class WarrenProcess:
             stderr=subprocess.PIPE,
             env=env,
         )
-        warren = cls(process=proc, data_dir=data_dir)
+        warren = cls(process=proc, data_dir=data_dir, owns_data_dir=owns_data_dir)
         # Drain stderr on a thread: an unread pipe that fills up would block the broker.
         warren._reader = threading.Thread(target=warren._read_stderr, daemon=True)
         warren._reader.start()
@@ -141,7 +145,8 @@ class WarrenProcess:
         return found
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self.owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 @dataclass
@@ -193,8 +198,9 @@ class Broker:
         return pika.BlockingConnection(self.params(**overrides))
 
 
-def start_warren_broker(extra_args: tuple = ()) -> Broker:
-    warren = WarrenProcess.start(extra_args)
+def start_warren_broker(extra_args: tuple = (), data_dir: Optional[Path] = None) -> Broker:
+    """Start Warren (on a fresh data dir unless one is given) and wait until it listens."""
+    warren = WarrenProcess.start(extra_args, data_dir)
     try:
         host, port = warren.wait_for_listening()
     except Exception:

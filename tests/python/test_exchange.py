@@ -227,8 +227,17 @@ def test_binding_to_default_exchange_is_access_refused(ch):
 
 
 def test_deleting_predeclared_exchange_is_access_refused(ch):
-    with channel_closed_by_broker(403, "ACCESS_REFUSED"):
+    with channel_closed_by_broker(403, "deletion of system exchange 'amq.direct' in vhost '/' not allowed"):
         ch.exchange_delete("amq.direct")
+
+
+@pytest.mark.parametrize("operation", ["delete", "passive-declare"])
+def test_operations_on_the_default_exchange_are_access_refused(ch, operation):
+    with channel_closed_by_broker(403, "operation not permitted on the default exchange"):
+        if operation == "delete":
+            ch.exchange_delete("")
+        else:
+            ch.exchange_declare("", passive=True)
 
 
 def test_exchange_to_exchange_binding_routes_and_unbind_stops_it(ch, declare, names):
