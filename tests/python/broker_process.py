@@ -33,7 +33,8 @@ import pika
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LISTENING_RE = re.compile(r"listening on ([0-9.]+):(\d+)")
-PANIC_RE = re.compile(r"panicked at|RUST_BACKTRACE")
+PANIC_RE = re.compile(r"panicked at")
+ANSI_ESCAPE_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 STARTUP_TIMEOUT_S = 20.0
 STOP_GRACE_S = 5.0
 
@@ -91,7 +92,9 @@ class WarrenProcess:
         assert self.process.stderr is not None
         for raw in self.process.stderr:
             with self._cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                # tracing may colour its output; match and report the plain text.
+                self.lines.append(ANSI_ESCAPE_RE.sub("", line))
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
