@@ -65,6 +65,7 @@ impl Frame {
 
 impl ContentHeader {
     /// Decodes a content-header frame's payload; `properties_raw` is a slice of `payload`.
+    #[inline]
     pub fn decode(payload: Bytes) -> Result<ContentHeader, Error> {
         let mut r = Reader::new(&payload);
         let class_id = r.u16("content header class-id")?;

@@ -331,6 +331,7 @@ impl Method {
     /// arguments are slices of `payload` (no copy). Truncated or trailing bytes, bad UTF-8 or
     /// a bad field table are [`Error::Syntax`](crate::Error::Syntax) naming the method and
     /// field; an id pair outside the protocol is [`Error::UnknownMethod`](crate::Error::UnknownMethod).
+    #[inline]
     pub fn decode(payload: Bytes) -> Result<Method, crate::Error> {
         decode::decode(&payload)
     }

@@ -39,6 +39,7 @@ impl BasicProperties {
     /// properties, so a continuation word that sets any property bit is refused, as are bytes
     /// left over after the last present property. Bit 1 of the first word is unused and
     /// ignored, as RabbitMQ does.
+    #[inline]
     pub fn decode(raw: &Bytes) -> Result<BasicProperties, Error> {
         let mut r = Reader::new(raw);
         let flags = r.u16("property flags")?;

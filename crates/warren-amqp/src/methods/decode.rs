@@ -7,6 +7,7 @@ use crate::table::read_table;
 use crate::wire::{bit, Reader};
 use crate::Error;
 
+#[inline]
 pub(super) fn decode(payload: &Bytes) -> Result<Method, Error> {
     let mut r = Reader::new(payload);
     if r.remaining() < 4 {

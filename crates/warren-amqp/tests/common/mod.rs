@@ -281,8 +281,16 @@ pub fn method_frame(channel: u16, m: &Method) -> BytesMut {
 
 /// The frames RabbitMQ 3.10 sent in a captured session: (label, whole frame).
 pub fn rabbitmq_frames() -> Vec<(String, Vec<u8>)> {
-    include_str!("../fixtures/rabbitmq-3.10-frames.txt")
-        .lines()
+    parse_capture(include_str!("../fixtures/rabbitmq-3.10-frames.txt"))
+}
+
+/// The frames pika 1.4 (Python) sent to RabbitMQ in a captured session.
+pub fn pika_frames() -> Vec<(String, Vec<u8>)> {
+    parse_capture(include_str!("../fixtures/pika-1.4-frames.txt"))
+}
+
+fn parse_capture(text: &str) -> Vec<(String, Vec<u8>)> {
+    text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
             let (label, hex) = l.split_once(' ').expect("label and hex");
