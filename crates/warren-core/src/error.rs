@@ -65,8 +65,13 @@ impl AmqpError {
 }
 
 impl From<warren_amqp::Error> for AmqpError {
+    /// RabbitMQ answers a method or header whose fields do not parse with 501 FRAME_ERROR
+    /// (it treats the frame as malformed), not the spec's 502 SYNTAX_ERROR: so do we.
     fn from(e: warren_amqp::Error) -> AmqpError {
-        // The codec's Display already carries the code name prefix.
-        AmqpError { code: e.reply_code(), text: e.to_string() }
+        match e {
+            warren_amqp::Error::Syntax(detail) => AmqpError::frame_error(detail),
+            // The codec's Display already carries the code name prefix.
+            other => AmqpError { code: other.reply_code(), text: other.to_string() },
+        }
     }
 }

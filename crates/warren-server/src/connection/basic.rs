@@ -127,10 +127,11 @@ impl Connection {
             return Err(Fault::conn(AmqpError::unexpected_frame("expected method frame, got non method frame instead")));
         };
         if header.class_id != CLASS_BASIC {
-            return Err(Fault::conn(AmqpError::unexpected_frame(format!(
+            let error = AmqpError::unexpected_frame(format!(
                 "expected content header for class {CLASS_BASIC}, got one for class {} instead",
                 header.class_id
-            ))));
+            ));
+            return Err(Fault::conn_at(error, 60, 40));
         }
         if header.body_size > max {
             let error = AmqpError::precondition(format!("message size {} is larger than configured max size {max}", header.body_size));
@@ -191,6 +192,11 @@ impl Connection {
                 "cannot publish to internal exchange '{}' in vhost '{}'",
                 p.exchange, self.vhost.name
             )));
+        }
+        if let Some(expiration) = &header.properties.expiration {
+            if expiration.parse::<u64>().is_err() {
+                return Err(AmqpError::precondition(format!("invalid expiration '{expiration}'")));
+            }
         }
         if let Some(user_id) = &header.properties.user_id {
             if user_id.as_str() != self.user {

@@ -15,9 +15,7 @@ use warren_core::AmqpError;
 impl Connection {
     pub(super) fn exchange_declare(&mut self, ch: u16, m: ExchangeDeclare) -> Result<(), AmqpError> {
         if m.exchange.is_empty() {
-            if m.passive {
-                return self.reply(ch, !m.nowait, Method::ExchangeDeclareOk);
-            }
+            // Even a passive declare of the default exchange is refused, as in RabbitMQ.
             return Err(default_exchange_refusal());
         }
         if m.passive {
@@ -50,7 +48,7 @@ impl Connection {
         }
         if m.exchange.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
-                "deletion of system exchange '{}' in vhost '{}' refused",
+                "deletion of system exchange '{}' in vhost '{}' not allowed",
                 m.exchange, self.vhost.name
             )));
         }

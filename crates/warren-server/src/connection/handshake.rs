@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tracing::info;
 use warren_amqp::{
     encode_method, ConnectionClose, ConnectionStart, ConnectionTune, FieldTable, FieldValue, Frame, FrameDecoder, Method,
-    ReplyCode, ShortStr, FRAME_MIN_SIZE, PROTOCOL_HEADER,
+    ShortStr, FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
 use warren_core::AmqpError;
 
@@ -37,6 +37,9 @@ pub enum HandshakeError {
     Timeout,
     #[error("peer closed the connection")]
     Eof,
+    /// Answered with the protocol header we speak, as the spec asks.
+    #[error("client sent an unsupported protocol header")]
+    BadHeader,
     #[error("{0}")]
     Protocol(AmqpError),
 }
@@ -74,7 +77,7 @@ async fn negotiate(broker: &Broker, socket: &mut TcpStream, rbuf: &mut BytesMut,
     if rbuf.len() < 8 || &rbuf[..8] != PROTOCOL_HEADER {
         socket.write_all(PROTOCOL_HEADER).await?;
         socket.shutdown().await.ok();
-        return Err(HandshakeError::Protocol(AmqpError::frame_error("bad protocol header")).into_eof());
+        return Err(HandshakeError::BadHeader);
     }
     rbuf.advance(8);
 
@@ -145,13 +148,6 @@ async fn negotiate(broker: &Broker, socket: &mut TcpStream, rbuf: &mut BytesMut,
     Ok(Session { vhost, user, frame_max, channel_max, heartbeat: tune_ok.heartbeat, cancel_notify })
 }
 
-impl HandshakeError {
-    /// A bad protocol header has been answered already; nothing more to send.
-    fn into_eof(self) -> HandshakeError {
-        HandshakeError::Eof
-    }
-}
-
 fn protocol(e: AmqpError) -> HandshakeError {
     HandshakeError::Protocol(e)
 }
@@ -197,7 +193,7 @@ fn credentials(mechanism: &str, response: &Bytes) -> Result<(String, String), Ha
             let mut framed = BytesMut::with_capacity(response.len() + 4);
             framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
             framed.extend_from_slice(response);
-            let table = warren_amqp::table::decode_table(&framed.freeze()).map_err(|_| bad())?;
+            let table = FieldTable::decode(&framed.freeze()).map_err(|_| bad())?;
             let get = |k: &str| table.get(k).and_then(FieldValue::as_str).map(str::to_owned);
             Ok((get("LOGIN").ok_or_else(bad)?, get("PASSWORD").ok_or_else(bad)?))
         }
@@ -239,6 +235,7 @@ fn server_properties() -> FieldTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warren_amqp::ReplyCode;
 
     #[test]
     fn plain_response_yields_user_and_password() {

@@ -221,7 +221,9 @@ impl Connection {
     async fn on_frame(&mut self, frame: Frame) -> Option<End> {
         let result = match frame {
             Frame::Heartbeat { channel: 0 } => Ok(()),
-            Frame::Heartbeat { .. } => Err(Fault::conn(AmqpError::frame_error("heartbeat frame on non-zero channel"))),
+            Frame::Heartbeat { channel } => {
+                Err(Fault::conn(AmqpError::unexpected_frame(format!("heartbeat frame on channel {channel}"))))
+            }
             Frame::Method { channel: 0, method } => return self.on_connection_method(method).await,
             Frame::Method { channel, method } => self.on_channel_method(channel, method).await,
             Frame::Header { channel, header } => self.on_header(channel, header).await,
@@ -253,7 +255,7 @@ impl Connection {
             }
             other => {
                 let (c, m) = other.id();
-                let err = AmqpError::command_invalid(format!("unexpected method {} on channel 0", other.name()));
+                let err = AmqpError::channel_error(format!("unexpected method {} on channel 0", other.name()));
                 Some(self.close_connection(err, c, m).await)
             }
         }
@@ -262,16 +264,17 @@ impl Connection {
     async fn on_channel_method(&mut self, ch: u16, method: Method) -> Result<(), Fault> {
         let (class_id, method_id) = method.id();
         let fault = |e: AmqpError| Fault { error: e, channel: ch, class_id, method_id };
-        if ch > self.channel_max {
-            return Err(Fault::conn_at(
-                AmqpError::channel_error(format!("channel number {ch} is above the negotiated channel_max {}", self.channel_max)),
-                class_id,
-                method_id,
-            ));
-        }
         let state = self.channels.get(&ch).map(|c| c.state);
         match (state, &method) {
             (None, Method::ChannelOpen) => {
+                if self.channels.len() >= self.channel_max as usize || ch > self.channel_max {
+                    let max = self.channel_max;
+                    let error = AmqpError::not_allowed(format!(
+                        "number of channels opened ({}) has reached the negotiated channel_max ({max})",
+                        self.channels.len()
+                    ));
+                    return Err(Fault::conn_at(error, class_id, method_id));
+                }
                 self.channels.insert(ch, Channel::new(ch));
                 encode_method(ch, &Method::ChannelOpenOk, &mut self.wbuf);
                 return Ok(());
@@ -294,12 +297,14 @@ impl Connection {
             }
             _ => {}
         }
-        if self.channels.get(&ch).is_some_and(|c| c.assembling.is_some()) {
-            return Err(Fault::conn_at(
-                AmqpError::unexpected_frame(format!("expected content header for class 60, got non content header frame instead")),
-                class_id,
-                method_id,
-            ));
+        if let Some(a) = self.channels.get(&ch).and_then(|c| c.assembling.as_ref()) {
+            // Reported against the publish whose content was interrupted, as RabbitMQ does.
+            let expected = if a.header.is_none() {
+                "expected content header for class 60, got non content header frame instead"
+            } else {
+                "expected content body, got non content body frame instead"
+            };
+            return Err(Fault::conn_at(AmqpError::unexpected_frame(expected), 60, 40));
         }
         // Publishes and acks are batched per read; anything else sees their effects first.
         if !matches!(method, Method::BasicPublish(_) | Method::BasicAck(_)) {
