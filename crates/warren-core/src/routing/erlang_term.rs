@@ -25,7 +25,9 @@ fn write_value(out: &mut Vec<u8>, v: &FieldValue) {
         FieldValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         FieldValue::F32(f) => write_float(out, *f as f64),
         FieldValue::F64(f) => write_float(out, *f),
-        FieldValue::Decimal(d) => out.extend_from_slice(format!("{{{},{}}}", d.scale, d.value).as_bytes()),
+        FieldValue::Decimal(d) => {
+            out.extend_from_slice(format!("{{{},{}}}", d.scale, d.value).as_bytes())
+        }
         FieldValue::LongString(b) | FieldValue::ByteArray(b) => write_binary(out, b),
         FieldValue::Array(items) => {
             write_list(out, items, |out, item| {
@@ -121,7 +123,10 @@ fn write_float(out: &mut Vec<u8>, f: f64) {
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let (first, rest) = digits.split_at(1);
 
-    let scientific = format!("{sign}{first}.{}e{exponent}", if rest.is_empty() { "0" } else { rest });
+    let scientific = format!(
+        "{sign}{first}.{}e{exponent}",
+        if rest.is_empty() { "0" } else { rest }
+    );
     let plain = if exponent >= 0 {
         let int_len = exponent as usize + 1;
         if digits.len() <= int_len {
@@ -132,7 +137,11 @@ fn write_float(out: &mut Vec<u8>, f: f64) {
     } else {
         format!("{sign}0.{}{digits}", "0".repeat((-exponent - 1) as usize))
     };
-    let chosen = if scientific.len() < plain.len() { scientific } else { plain };
+    let chosen = if scientific.len() < plain.len() {
+        scientific
+    } else {
+        plain
+    };
     out.extend_from_slice(chosen.as_bytes());
 }
 
@@ -185,17 +194,29 @@ mod tests {
     fn compound_values_print_as_erlang_terms() {
         let array = FieldValue::Array(vec![FieldValue::I32(1), FieldValue::string("a")]);
         assert_eq!(value(&array), "[{signedint,1},{longstr,<<\"a\">>}]");
-        assert_eq!(value(&FieldValue::Array(vec![FieldValue::Void])), "[{void,undefined}]");
+        assert_eq!(
+            value(&FieldValue::Array(vec![FieldValue::Void])),
+            "[{void,undefined}]"
+        );
         let mut table = FieldTable::new();
         table.insert("k", FieldValue::I32(1));
-        assert_eq!(value(&FieldValue::Table(table)), "[{<<\"k\">>,signedint,1}]");
+        assert_eq!(
+            value(&FieldValue::Table(table)),
+            "[{<<\"k\">>,signedint,1}]"
+        );
         assert_eq!(value(&FieldValue::Table(FieldTable::new())), "[]");
-        let decimal = FieldValue::Decimal(warren_amqp::Decimal { scale: 2, value: 314 });
+        let decimal = FieldValue::Decimal(warren_amqp::Decimal {
+            scale: 2,
+            value: 314,
+        });
         assert_eq!(value(&decimal), "{2,314}");
         assert_eq!(value(&FieldValue::Bool(true)), "true");
         assert_eq!(value(&FieldValue::Void), "undefined");
         assert_eq!(value(&FieldValue::Timestamp(5)), "5");
         assert_eq!(value(&FieldValue::I64(-5)), "-5");
-        assert_eq!(value(&FieldValue::ByteArray(Bytes::from_static(b"any"))), "<<\"any\">>");
+        assert_eq!(
+            value(&FieldValue::ByteArray(Bytes::from_static(b"any"))),
+            "<<\"any\">>"
+        );
     }
 }

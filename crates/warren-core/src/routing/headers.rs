@@ -21,7 +21,10 @@ use warren_amqp::{FieldTable, FieldValue, ShortStr};
 /// Checks binding arguments as RabbitMQ does when binding: only headers exchanges have rules
 /// (`x-match` must be a long string among the four modes). The error text is RabbitMQ's,
 /// without the `PRECONDITION_FAILED - ` prefix; the caller answers 406 with it.
-pub fn validate_binding_arguments(kind: ExchangeKind, arguments: &FieldTable) -> Result<(), String> {
+pub fn validate_binding_arguments(
+    kind: ExchangeKind,
+    arguments: &FieldTable,
+) -> Result<(), String> {
     if kind != ExchangeKind::Headers {
         return Ok(());
     }
@@ -104,9 +107,16 @@ impl HeadersPattern {
                 continue;
             }
             let occurrence = entries.iter().filter(|e| e.key == *key).count();
-            entries.push(PatternEntry { key: key.clone(), occurrence, expected: value.clone() });
+            entries.push(PatternEntry {
+                key: key.clone(),
+                occurrence,
+                expected: value.clone(),
+            });
         }
-        HeadersPattern { mode, entries: entries.into_boxed_slice() }
+        HeadersPattern {
+            mode,
+            entries: entries.into_boxed_slice(),
+        }
     }
 
     /// Whether a message with these headers (in wire order) matches.
@@ -145,7 +155,9 @@ fn header_value_eq(expected: &FieldValue, actual: &FieldValue) -> bool {
         ) => a == b,
         // Same variant: arrays and tables compare element by element, types included, which
         // is what the derived equality does.
-        _ => std::mem::discriminant(expected) == std::mem::discriminant(actual) && expected == actual,
+        _ => {
+            std::mem::discriminant(expected) == std::mem::discriminant(actual) && expected == actual
+        }
     }
 }
 
@@ -169,7 +181,9 @@ impl Number {
         match (self, other) {
             (Number::Int(a), Number::Int(b)) => a == b,
             (Number::Float(a), Number::Float(b)) => a == b,
-            (Number::Int(i), Number::Float(f)) | (Number::Float(f), Number::Int(i)) => int_eq_float(i, f),
+            (Number::Int(i), Number::Float(f)) | (Number::Float(f), Number::Int(i)) => {
+                int_eq_float(i, f)
+            }
         }
     }
 }

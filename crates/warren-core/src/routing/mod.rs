@@ -137,7 +137,12 @@ impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
             ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
             ExchangeKind::Headers => Index::Headers,
         };
-        Router { kind, bindings: BTreeMap::new(), len: 0, index }
+        Router {
+            kind,
+            bindings: BTreeMap::new(),
+            len: 0,
+            index,
+        }
     }
 
     pub fn kind(&self) -> ExchangeKind {
@@ -151,8 +156,14 @@ impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
     /// refuses. An unvalidated bad `x-match` behaves as `all`, as in RabbitMQ.
     pub fn bind(&mut self, routing_key: &ShortStr, arguments: &FieldTable, dest: D) -> bool {
         let arguments = sorted(arguments);
-        let slot = self.bindings.entry((dest.clone(), routing_key.clone())).or_default();
-        if slot.iter().any(|b| identical_tables(&b.arguments, &arguments)) {
+        let slot = self
+            .bindings
+            .entry((dest.clone(), routing_key.clone()))
+            .or_default();
+        if slot
+            .iter()
+            .any(|b| identical_tables(&b.arguments, &arguments))
+        {
             return false;
         }
         let first_for_pair = slot.is_empty();
@@ -176,7 +187,10 @@ impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
             return false;
         };
         let arguments = sorted(arguments);
-        let Some(pos) = slot.iter().position(|b| identical_tables(&b.arguments, &arguments)) else {
+        let Some(pos) = slot
+            .iter()
+            .position(|b| identical_tables(&b.arguments, &arguments))
+        else {
             return false;
         };
         slot.remove(pos);
@@ -269,9 +283,10 @@ impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
 
     fn index_add(&mut self, routing_key: &ShortStr, dest: D) {
         match &mut self.index {
-            Index::Direct(by_key) => {
-                by_key.entry(routing_key.clone()).or_insert_with(Targets::new).add(dest)
-            }
+            Index::Direct(by_key) => by_key
+                .entry(routing_key.clone())
+                .or_insert_with(Targets::new)
+                .add(dest),
             Index::Fanout(targets) => targets.add(dest),
             Index::Topic(trie) => trie.insert(routing_key, dest),
             Index::Headers => {}
@@ -299,7 +314,10 @@ impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
 
 impl<D> std::fmt::Debug for Router<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("kind", &self.kind).field("bindings", &self.len).finish()
+        f.debug_struct("Router")
+            .field("kind", &self.kind)
+            .field("bindings", &self.len)
+            .finish()
     }
 }
 
@@ -316,7 +334,10 @@ fn sorted(arguments: &FieldTable) -> FieldTable {
 /// bits so that a table always equals itself (a NaN argument can still be unbound).
 fn identical_tables(a: &FieldTable, b: &FieldTable) -> bool {
     a.0.len() == b.0.len()
-        && a.0.iter().zip(&b.0).all(|((ka, va), (kb, vb))| ka == kb && identical_values(va, vb))
+        && a.0
+            .iter()
+            .zip(&b.0)
+            .all(|((ka, va), (kb, vb))| ka == kb && identical_values(va, vb))
 }
 
 fn identical_values(a: &FieldValue, b: &FieldValue) -> bool {

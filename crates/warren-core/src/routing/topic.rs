@@ -39,11 +39,20 @@ struct Node<D> {
 
 impl<D> Node<D> {
     fn new(is_hash: bool) -> Node<D> {
-        Node { words: HashMap::new(), star: None, hash: None, is_hash, targets: Targets::new() }
+        Node {
+            words: HashMap::new(),
+            star: None,
+            hash: None,
+            is_hash,
+            targets: Targets::new(),
+        }
     }
 
     fn is_prunable(&self) -> bool {
-        self.words.is_empty() && self.star.is_none() && self.hash.is_none() && self.targets.is_empty()
+        self.words.is_empty()
+            && self.star.is_none()
+            && self.hash.is_none()
+            && self.targets.is_empty()
     }
 }
 
@@ -93,7 +102,10 @@ const SCRATCH_KEEP_CAPACITY: usize = 4096;
 
 impl<D: Clone + Ord> TopicTrie<D> {
     pub(crate) fn new() -> TopicTrie<D> {
-        TopicTrie { nodes: vec![Node::new(false)], free: Vec::new() }
+        TopicTrie {
+            nodes: vec![Node::new(false)],
+            free: Vec::new(),
+        }
     }
 
     pub(crate) fn insert(&mut self, pattern: &str, dest: D) {
@@ -179,7 +191,9 @@ impl<D: Clone + Ord> TopicTrie<D> {
             Ok(mut sets) => {
                 let (live, next) = &mut *sets;
                 self.route_with(routing_key, live, next, out);
-                if live.capacity() > SCRATCH_KEEP_CAPACITY || next.capacity() > SCRATCH_KEEP_CAPACITY {
+                if live.capacity() > SCRATCH_KEEP_CAPACITY
+                    || next.capacity() > SCRATCH_KEEP_CAPACITY
+                {
                     *live = Vec::new();
                     *next = Vec::new();
                 }
@@ -189,7 +203,13 @@ impl<D: Clone + Ord> TopicTrie<D> {
         })
     }
 
-    fn route_with(&self, routing_key: &str, live: &mut Vec<NodeId>, next: &mut Vec<NodeId>, out: &mut Vec<D>) {
+    fn route_with(
+        &self,
+        routing_key: &str,
+        live: &mut Vec<NodeId>,
+        next: &mut Vec<NodeId>,
+        out: &mut Vec<D>,
+    ) {
         live.clear();
         live.push(ROOT);
         self.close_over_hash(live);

@@ -12,7 +12,12 @@ fn args_ba() -> FieldTable {
 
 #[test]
 fn binding_twice_is_a_no_op() {
-    for kind in [ExchangeKind::Direct, ExchangeKind::Fanout, ExchangeKind::Topic, ExchangeKind::Headers] {
+    for kind in [
+        ExchangeKind::Direct,
+        ExchangeKind::Fanout,
+        ExchangeKind::Topic,
+        ExchangeKind::Headers,
+    ] {
         let mut router = Router::new(kind);
         assert!(router.bind(&key("k"), &args_ab(), "q"));
         assert!(!router.bind(&key("k"), &args_ab(), "q"), "{kind:?}");
@@ -39,8 +44,14 @@ fn argument_value_types_make_distinct_bindings() {
     assert!(router.bind(&key("k"), &table(&[("a", FieldValue::F64(1.0))]), "q"));
     assert_eq!(router.len(), 3);
     assert!(router.unbind(&key("k"), &table(&[("a", FieldValue::I64(1))]), &"q"));
-    let left: Vec<_> = router.bindings().map(|(_, args, _)| args.get("a").cloned()).collect();
-    assert_eq!(left, vec![Some(FieldValue::I32(1)), Some(FieldValue::F64(1.0))]);
+    let left: Vec<_> = router
+        .bindings()
+        .map(|(_, args, _)| args.get("a").cloned())
+        .collect();
+    assert_eq!(
+        left,
+        vec![Some(FieldValue::I32(1)), Some(FieldValue::F64(1.0))]
+    );
 }
 
 #[test]
@@ -73,7 +84,12 @@ fn unbinding_a_missing_binding_reports_false_and_changes_nothing() {
 
 #[test]
 fn remove_destination_drops_all_its_bindings_and_counts_them() {
-    for kind in [ExchangeKind::Direct, ExchangeKind::Fanout, ExchangeKind::Topic, ExchangeKind::Headers] {
+    for kind in [
+        ExchangeKind::Direct,
+        ExchangeKind::Fanout,
+        ExchangeKind::Topic,
+        ExchangeKind::Headers,
+    ] {
         let mut router = Router::new(kind);
         router.bind(&key("a"), &no_args(), "q1");
         router.bind(&key("a"), &args_ab(), "q1");
@@ -103,11 +119,17 @@ fn bindings_lists_every_binding_with_sorted_arguments() {
     router.bind(&key("k"), &args_ba(), "q2");
     router.bind(&key("k"), &no_args(), "q1");
     router.bind(&key("j"), &no_args(), "q1");
-    let listed: Vec<(String, FieldTable, &str)> =
-        router.bindings().map(|(k, a, d)| (k.to_string(), a.clone(), *d)).collect();
+    let listed: Vec<(String, FieldTable, &str)> = router
+        .bindings()
+        .map(|(k, a, d)| (k.to_string(), a.clone(), *d))
+        .collect();
     assert_eq!(
         listed,
-        vec![("j".into(), no_args(), "q1"), ("k".into(), no_args(), "q1"), ("k".into(), args_ab(), "q2")]
+        vec![
+            ("j".into(), no_args(), "q1"),
+            ("k".into(), no_args(), "q1"),
+            ("k".into(), args_ab(), "q2")
+        ]
     );
 }
 

@@ -2,7 +2,10 @@ use super::*;
 
 #[test]
 fn direct_routes_on_exact_routing_key_equality() {
-    let router = router_with(ExchangeKind::Direct, &[("a", "q1"), ("a.b", "q2"), ("A", "q3"), ("", "q4")]);
+    let router = router_with(
+        ExchangeKind::Direct,
+        &[("a", "q1"), ("a.b", "q2"), ("A", "q3"), ("", "q4")],
+    );
     assert_eq!(route(&router, "a", None), vec!["q1"]);
     assert_eq!(route(&router, "a.b", None), vec!["q2"]);
     assert_eq!(route(&router, "A", None), vec!["q3"]);
@@ -49,14 +52,20 @@ fn direct_ignores_message_headers() {
 
 #[test]
 fn fanout_routes_to_every_destination_whatever_the_key() {
-    let router = router_with(ExchangeKind::Fanout, &[("", "q1"), ("ignored", "q2"), ("other", "q2")]);
+    let router = router_with(
+        ExchangeKind::Fanout,
+        &[("", "q1"), ("ignored", "q2"), ("other", "q2")],
+    );
     assert_eq!(route(&router, "", None), vec!["q1", "q2"]);
     assert_eq!(route(&router, "anything.at.all", None), vec!["q1", "q2"]);
 }
 
 #[test]
 fn fanout_stops_routing_to_a_destination_once_its_last_binding_is_gone() {
-    let mut router = router_with(ExchangeKind::Fanout, &[("a", "q1"), ("b", "q1"), ("c", "q2")]);
+    let mut router = router_with(
+        ExchangeKind::Fanout,
+        &[("a", "q1"), ("b", "q1"), ("c", "q2")],
+    );
     router.unbind(&key("a"), &no_args(), &"q1");
     assert_eq!(route(&router, "x", None), vec!["q1", "q2"]);
     router.unbind(&key("b"), &no_args(), &"q1");
@@ -73,7 +82,12 @@ fn route_appends_after_what_the_caller_left_in_the_vector() {
 
 #[test]
 fn exchange_kind_parses_rabbitmq_type_names_case_sensitively() {
-    for kind in [ExchangeKind::Direct, ExchangeKind::Fanout, ExchangeKind::Topic, ExchangeKind::Headers] {
+    for kind in [
+        ExchangeKind::Direct,
+        ExchangeKind::Fanout,
+        ExchangeKind::Topic,
+        ExchangeKind::Headers,
+    ] {
         assert_eq!(ExchangeKind::parse(kind.as_str()), Some(kind));
     }
     assert_eq!(ExchangeKind::parse("Direct"), None);

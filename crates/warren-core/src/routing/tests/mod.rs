@@ -18,7 +18,12 @@ pub(super) fn key(s: &str) -> ShortStr {
 }
 
 pub(super) fn table(entries: &[(&str, FieldValue)]) -> FieldTable {
-    FieldTable(entries.iter().map(|(k, v)| (ShortStr::from(*k), v.clone())).collect())
+    FieldTable(
+        entries
+            .iter()
+            .map(|(k, v)| (ShortStr::from(*k), v.clone()))
+            .collect(),
+    )
 }
 
 pub(super) fn no_args() -> FieldTable {
@@ -40,7 +45,10 @@ pub(super) fn route<D: Clone + Eq + std::hash::Hash + Ord>(
     sorted
 }
 
-pub(super) fn router_with(kind: ExchangeKind, bindings: &[(&str, &'static str)]) -> Router<&'static str> {
+pub(super) fn router_with(
+    kind: ExchangeKind,
+    bindings: &[(&str, &'static str)],
+) -> Router<&'static str> {
     let mut router = Router::new(kind);
     for (routing_key, dest) in bindings {
         assert!(router.bind(&key(routing_key), &no_args(), *dest));

@@ -60,7 +60,11 @@ fn empty_words_between_dots_are_words() {
 fn hash_matches_zero_or_more_words_anywhere() {
     assert_matches("a.#", &["a", "a.b", "a.b.c", "a."], &["b", "", "b.a"]);
     assert_matches("#.a", &["a", "b.a", "x.y.a", ".a"], &["a.b", ""]);
-    assert_matches("a.#.b", &["a.b", "a.x.b", "a.x.y.b", "a..b"], &["a", "b", "a.b.c", "ab"]);
+    assert_matches(
+        "a.#.b",
+        &["a.b", "a.x.b", "a.x.y.b", "a..b"],
+        &["a", "b", "a.b.c", "ab"],
+    );
     assert_matches("#.b.#", &["b", "a.b", "b.c", "x.b.y"], &["a", "", "bb"]);
 }
 
@@ -92,7 +96,15 @@ fn wildcards_in_the_routing_key_are_literal_words() {
 fn destination_matched_by_several_patterns_is_routed_once() {
     let router = router_with(
         ExchangeKind::Topic,
-        &[("#", "q1"), ("a.#", "q1"), ("*.b", "q1"), ("a.b", "q1"), ("a.*", "q2"), ("#.b", "q2"), ("x", "q3")],
+        &[
+            ("#", "q1"),
+            ("a.#", "q1"),
+            ("*.b", "q1"),
+            ("a.b", "q1"),
+            ("a.*", "q2"),
+            ("#.b", "q2"),
+            ("x", "q3"),
+        ],
     );
     assert_eq!(route(&router, "a.b", None), vec!["q1", "q2"]);
     assert_eq!(route(&router, "x", None), vec!["q1", "q3"]);
@@ -115,7 +127,12 @@ fn hash_patterns_stay_linear_on_long_keys_of_repeated_words() {
     let long_key = vec!["a"; 128].join(".");
     let router = router_with(
         ExchangeKind::Topic,
-        &[("#.#.#.a", "q1"), ("#.a.#.a.#.a.#.a", "q2"), ("#.b", "q3"), ("*.#.*.#.*.#.a", "q4")],
+        &[
+            ("#.#.#.a", "q1"),
+            ("#.a.#.a.#.a.#.a", "q2"),
+            ("#.b", "q3"),
+            ("*.#.*.#.*.#.a", "q4"),
+        ],
     );
     assert_eq!(route(&router, &long_key, None), vec!["q1", "q2", "q4"]);
     let with_b = format!("{long_key}.b");
@@ -124,7 +141,9 @@ fn hash_patterns_stay_linear_on_long_keys_of_repeated_words() {
 
 #[test]
 fn unbinding_everything_prunes_the_trie_back_to_its_root() {
-    let patterns: Vec<String> = (0..200).map(|i| format!("r{}.*.#.e{}.{}", i % 7, i % 13, i)).collect();
+    let patterns: Vec<String> = (0..200)
+        .map(|i| format!("r{}.*.#.e{}.{}", i % 7, i % 13, i))
+        .collect();
     let mut router: Router<u32> = Router::new(ExchangeKind::Topic);
     for (i, p) in patterns.iter().enumerate() {
         router.bind(&key(p), &no_args(), i as u32 % 5);
@@ -133,14 +152,19 @@ fn unbinding_everything_prunes_the_trie_back_to_its_root() {
         assert!(router.unbind(&key(p), &no_args(), &(i as u32 % 5)));
     }
     assert!(router.is_empty());
-    let super::super::Index::Topic(trie) = &router.index else { unreachable!() };
+    let super::super::Index::Topic(trie) = &router.index else {
+        unreachable!()
+    };
     assert_eq!(trie.live_nodes(), 1);
     assert!(route(&router, "r1.x.e1.1", None).is_empty());
 }
 
 #[test]
 fn unbinding_one_pattern_keeps_its_siblings_routing() {
-    let mut router = router_with(ExchangeKind::Topic, &[("a.b.c", "q1"), ("a.b", "q2"), ("a.b.*", "q3")]);
+    let mut router = router_with(
+        ExchangeKind::Topic,
+        &[("a.b.c", "q1"), ("a.b", "q2"), ("a.b.*", "q3")],
+    );
     assert!(router.unbind(&key("a.b.c"), &no_args(), &"q1"));
     assert_eq!(route(&router, "a.b", None), vec!["q2"]);
     assert_eq!(route(&router, "a.b.c", None), vec!["q3"]);

@@ -25,11 +25,13 @@ fn reference_matches(pattern: &[&str], key: &[&str]) -> bool {
 }
 
 fn pattern_strategy() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(vec!["a", "b", "", "*", "#"]), 0..5).prop_map(|w| w.join("."))
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "", "*", "#"]), 0..5)
+        .prop_map(|w| w.join("."))
 }
 
 fn key_strategy() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(vec!["a", "b", "", "*", "#"]), 0..6).prop_map(|w| w.join("."))
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "", "*", "#"]), 0..6)
+        .prop_map(|w| w.join("."))
 }
 
 fn expected(bound: &BTreeSet<(String, u32)>, routing_key: &str) -> Vec<u32> {
