@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::connection;
+use crate::resources::{self, Alarms};
 use crate::vhost::VHost;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,9 +23,15 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     next_consumer_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    alarms: watch::Receiver<Alarms>,
 }
 
 impl Broker {
+    /// The current resource alarms; connections watch it to block publishers.
+    pub fn alarms(&self) -> watch::Receiver<Alarms> {
+        self.alarms.clone()
+    }
+
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.get(name).cloned()
     }
@@ -55,8 +62,10 @@ impl Broker {
         vhosts.insert("/".to_string(), VHost::new("/"));
         let max_connections = config.max_connections;
         let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+        let alarms = resources::start_monitor(config.memory_high_watermark, config.disk_free_limit, config.data_dir.clone());
         let broker = Arc::new(Broker {
             config,
+            alarms,
             vhosts,
             next_connection_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),

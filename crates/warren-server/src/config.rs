@@ -1,6 +1,7 @@
 //! Broker settings. Precedence: command-line flags, then `WARREN_*` environment variables,
 //! then the optional TOML file, then these defaults (the CLI applies the first two).
 
+use crate::resources::Limit;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,12 @@ pub struct Config {
     pub channel_max: u16,
     /// Largest message body accepted, bytes (RabbitMQ: 128 MiB).
     pub max_message_size: u64,
+    /// Past this resident memory, publishers are blocked: a fraction of RAM (default 0.4)
+    /// or a size such as `2GiB`.
+    pub memory_high_watermark: Limit,
+    /// Below this free disk space in the data directory's filesystem, publishers are
+    /// blocked (default 1GiB; a fraction is relative to RAM, as in RabbitMQ).
+    pub disk_free_limit: Limit,
     /// Most connections served at once; further ones are refused at accept.
     pub max_connections: usize,
     /// Users allowed to log in. Default: `guest`/`guest`, which (as in RabbitMQ) may only
@@ -43,6 +50,8 @@ impl Default for Config {
             frame_max: 131_072,
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
+            memory_high_watermark: Limit::Fraction(0.4),
+            disk_free_limit: Limit::Bytes(1 << 30),
             max_connections: 65_536,
             users: vec![User { name: "guest".into(), password: "guest".into() }],
         }

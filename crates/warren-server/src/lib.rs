@@ -11,6 +11,7 @@ pub mod config;
 mod connection;
 mod names;
 mod queue_task;
+pub mod resources;
 mod snapshot;
 mod vhost;
 

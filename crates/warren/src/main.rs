@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tracing::info;
+use warren_server::resources::Limit;
 use warren_server::{Broker, Config};
 
 #[derive(Parser)]
@@ -31,6 +32,12 @@ struct ServeArgs {
     /// TOML configuration file; flags and WARREN_* variables override it
     #[arg(long, env = "WARREN_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Block publishers past this resident memory: a fraction of RAM or a size [default: 0.4]
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", value_name = "FRACTION|SIZE")]
+    memory_high_watermark: Option<Limit>,
+    /// Block publishers when the data directory's disk has less free space [default: 1GiB]
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", value_name = "SIZE")]
+    disk_free_limit: Option<Limit>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +59,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(limit) = args.memory_high_watermark {
+        config.memory_high_watermark = limit;
+    }
+    if let Some(limit) = args.disk_free_limit {
+        config.disk_free_limit = limit;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {

@@ -184,6 +184,7 @@ impl Connection {
 
     /// Routes a whole message and queues it for the per-read flush; earns a confirm.
     fn publish(&mut self, ch: u16, p: BasicPublish, header: ContentHeader, body: Bytes) -> Result<(), AmqpError> {
+        self.publishing = true;
         let Some(ex) = self.vhost.exchange(&p.exchange) else {
             return Err(self.vhost.no_exchange(&p.exchange));
         };

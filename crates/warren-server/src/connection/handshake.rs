@@ -27,6 +27,7 @@ pub struct Session {
     pub channel_max: u16,
     pub heartbeat: u16,
     pub cancel_notify: bool,
+    pub blocked_notify: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +107,7 @@ async fn negotiate(broker: &Broker, socket: &mut TcpStream, rbuf: &mut BytesMut,
         ))));
     }
     let cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let blocked_notify = client_capability(&start_ok.client_properties, "connection.blocked");
 
     let tune = ConnectionTune { channel_max: config.channel_max, frame_max: config.frame_max, heartbeat: config.heartbeat_secs };
     encode_method(0, &Method::ConnectionTune(tune), &mut out);
@@ -145,7 +147,7 @@ async fn negotiate(broker: &Broker, socket: &mut TcpStream, rbuf: &mut BytesMut,
     };
     encode_method(0, &Method::ConnectionOpenOk, &mut out);
     socket.write_all(&out).await?;
-    Ok(Session { vhost, user, frame_max, channel_max, heartbeat: tune_ok.heartbeat, cancel_notify })
+    Ok(Session { vhost, user, frame_max, channel_max, heartbeat: tune_ok.heartbeat, cancel_notify, blocked_notify })
 }
 
 fn protocol(e: AmqpError) -> HandshakeError {
@@ -216,6 +218,7 @@ fn server_properties() -> FieldTable {
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
+        "connection.blocked",
         "authentication_failure_close",
         "per_consumer_qos",
     ] {

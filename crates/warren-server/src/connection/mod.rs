@@ -99,6 +99,12 @@ pub(crate) struct Connection {
     route_scratch: Vec<QueueRef>,
     last_read: Instant,
     wrote_since_tick: bool,
+    /// The client understands `connection.blocked`.
+    blocked_notify: bool,
+    /// This connection has published: a resource alarm blocks it.
+    publishing: bool,
+    /// Not read from while a resource alarm lasts.
+    blocked: bool,
 }
 
 /// Serves one accepted socket until it closes.
@@ -137,6 +143,9 @@ pub(crate) async fn serve(broker: Arc<Broker>, mut socket: TcpStream, peer: Sock
         route_scratch: Vec::new(),
         last_read: Instant::now(),
         wrote_since_tick: false,
+        blocked_notify: session.blocked_notify,
+        publishing: false,
+        blocked: false,
     };
     let end = conn.run().await;
     conn.cleanup().await;
@@ -153,12 +162,13 @@ impl Connection {
         let tick_every = if self.heartbeat.is_zero() { Duration::from_secs(3600) } else { self.heartbeat / 2 };
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
         let mut outbound = Vec::with_capacity(OUTBOUND_BATCH);
+        let mut alarms = self.broker.alarms();
         loop {
             if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
                 self.rbuf.reserve(READ_CHUNK);
             }
             tokio::select! {
-                read = self.socket.read_buf(&mut self.rbuf) => {
+                read = self.socket.read_buf(&mut self.rbuf), if !self.blocked => {
                     match read {
                         Ok(0) | Err(_) => return End::Gone,
                         Ok(_) => {
@@ -177,6 +187,10 @@ impl Connection {
                     }
                 }
                 _ = ticker.tick() => {
+                    if self.blocked {
+                        // We are not reading: the client's heartbeats wait in the socket.
+                        self.last_read = Instant::now();
+                    }
                     if !self.heartbeat.is_zero() {
                         if self.last_read.elapsed() > self.heartbeat * 2 {
                             info!(connection = self.id, "missed heartbeats from client, timeout: {}s", self.heartbeat.as_secs());
@@ -188,14 +202,33 @@ impl Connection {
                         self.wrote_since_tick = false;
                     }
                 }
+                _ = alarms.changed() => {}
                 _ = shutdown.changed() => {
                     let err = AmqpError::new(ReplyCode::ConnectionForced, "broker forced connection closure with reason 'shutdown'");
                     return self.close_connection(err, 0, 0).await;
                 }
             }
+            self.apply_alarms(*alarms.borrow_and_update());
             if self.flush().await.is_err() {
                 return End::Gone;
             }
+        }
+    }
+
+    /// Blocks a publishing connection while an alarm lasts, and unblocks it after.
+    fn apply_alarms(&mut self, alarms: crate::resources::Alarms) {
+        let should_block = alarms.any() && self.publishing;
+        if should_block == self.blocked {
+            return;
+        }
+        self.blocked = should_block;
+        if self.blocked_notify {
+            let method = if should_block {
+                Method::ConnectionBlocked(warren_amqp::ConnectionBlocked { reason: ShortStr::from_static(alarms.reason()) })
+            } else {
+                Method::ConnectionUnblocked
+            };
+            encode_method(0, &method, &mut self.wbuf);
         }
     }
 
