@@ -278,12 +278,30 @@ impl<S> QueueState<S> {
         Some(u.queued)
     }
 
-    /// Positive acknowledgement: the messages leave the queue. Unknown `Seq`s are ignored
-    /// (the channel has already validated its delivery tags).
-    pub fn ack(&mut self, seqs: &[Seq]) {
+    /// Positive acknowledgement: the messages leave the queue; `removed` sees each one (the
+    /// runtime records durable ones as gone). Unknown `Seq`s are ignored (the channel has
+    /// already validated its delivery tags).
+    pub fn ack(&mut self, seqs: &[Seq], mut removed: impl FnMut(&Queued)) {
         for &seq in seqs {
-            self.take_unacked(seq);
+            if let Some(q) = self.take_unacked(seq) {
+                removed(&q);
+            }
         }
+    }
+
+    /// Puts back a message recovered from disk (at start-up, in `Seq` order), keeping its
+    /// number so later messages continue after it.
+    pub fn restore(&mut self, seq: Seq, message: Arc<Message>, redelivered: bool) {
+        debug_assert!(self.ready.back().map_or(true, |b| b.seq < seq), "restore in seq order");
+        self.next_seq = self.next_seq.max(seq + 1);
+        self.ready_bytes += message.body_size();
+        self.ready.push_back(Queued { seq, message, redelivered });
+    }
+
+    /// Makes the next `publish` number at least `seq` (after recovery of a log whose last
+    /// messages were all acked).
+    pub fn continue_after(&mut self, seq: Seq) {
+        self.next_seq = self.next_seq.max(seq);
     }
 
     /// Negative acknowledgement without requeue: returns the messages removed (for
@@ -330,10 +348,13 @@ impl<S> QueueState<S> {
         removed
     }
 
-    /// Removes every ready message (not the unacked ones, as RabbitMQ); returns the count.
-    pub fn purge(&mut self) -> usize {
+    /// Removes every ready message (not the unacked ones, as RabbitMQ); `removed` sees each.
+    /// Returns the count.
+    pub fn purge(&mut self, mut removed: impl FnMut(&Queued)) -> usize {
         let n = self.ready.len();
-        self.ready.clear();
+        for q in self.ready.drain(..) {
+            removed(&q);
+        }
         self.ready_bytes = 0;
         n
     }

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::connection;
+use crate::durability::Durability;
 use crate::resources::{self, Alarms};
 use crate::vhost::VHost;
 use std::collections::HashMap;
@@ -58,8 +59,15 @@ impl Broker {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (durability, definitions) =
+            Durability::open(&config.data_dir).map_err(|e| std::io::Error::other(format!("cannot open the data directory: {e}")))?;
+        let root = VHost::new("/", Some(durability));
+        root.restore(&definitions);
+        for d in definitions.queues.iter().filter(|q| q.vhost != "/") {
+            warn!("stored queue '{}' belongs to unknown vhost '{}'; left on disk", d.name, d.vhost);
+        }
         let mut vhosts = HashMap::new();
-        vhosts.insert("/".to_string(), VHost::new("/"));
+        vhosts.insert("/".to_string(), root);
         let max_connections = config.max_connections;
         let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
         let alarms = resources::start_monitor(config.memory_high_watermark, config.disk_free_limit, config.data_dir.clone());

@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod config;
 mod connection;
+mod durability;
 mod names;
 mod queue_task;
 pub mod resources;

@@ -6,20 +6,27 @@
 //! connection: deliveries go out on unbounded channels whose depth the consumers' credit
 //! bounds (see `warren_core::queue`).
 
+use crate::durability::blocking;
 use crate::vhost::VHost;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use warren_amqp::ShortStr;
+use tracing::error;
+use warren_amqp::{BasicProperties, ShortStr};
 use warren_core::entity::QueueMeta;
-use warren_core::queue::{ChannelKey, ConsumerId, ConsumerSpec, Delivery, QueueState, Seq};
+use warren_core::queue::{ChannelKey, ConsumerId, ConsumerSpec, Delivery, QueueState, Queued, Seq};
 use warren_core::{AmqpError, Message};
+use warren_store::{QueueLog, RecoveredMessage, StoredMessage};
 
 /// Commands waiting for a queue before its publishers are made to wait.
 const INBOX_CAPACITY: usize = 1024;
 /// Commands a queue applies before it dispatches.
 const BATCH: usize = 128;
+/// How long acks may wait in the log's buffers before a sync (a crash may bring back an
+/// ack this recent; confirms never wait for this).
+const ACK_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How a queue reaches a consumer's connection.
 pub type Sink = mpsc::UnboundedSender<Outbound>;
@@ -30,6 +37,15 @@ pub enum Outbound {
     Deliveries(Vec<OutDelivery>),
     /// The queue was deleted under this consumer (RabbitMQ's server-sent `basic.cancel`).
     Cancelled { channel: u16, consumer: ConsumerId },
+    /// Persistent publishes are on disk (`ok`) or could not be stored: (channel, publish seq).
+    Confirmed { ok: bool, publishes: Vec<(u16, u64)> },
+}
+
+/// One message for a queue. `confirm` names the channel and publish sequence number to
+/// confirm once the message is on disk (set only for persistent messages to durable queues).
+pub struct Publish {
+    pub message: Arc<Message>,
+    pub confirm: Option<(u16, u64)>,
 }
 
 #[derive(Debug)]
@@ -45,7 +61,10 @@ pub struct QueueStats {
 }
 
 pub enum QueueCmd {
-    Publish(Vec<Arc<Message>>),
+    /// `sink` is where confirms go, when any publish asks for one.
+    Publish { batch: Vec<Publish>, sink: Option<Sink> },
+    /// Replies once everything appended so far is on disk (`tx.commit`).
+    Sync { reply: oneshot::Sender<bool> },
     Consume { spec: ConsumerSpec<Sink>, reply: oneshot::Sender<Result<(), AmqpError>> },
     Cancel { consumer: ConsumerId, reply: oneshot::Sender<()> },
     Get { owner: ChannelKey, no_ack: bool, reply: oneshot::Sender<Option<(Delivery, usize)>> },
@@ -65,6 +84,8 @@ pub enum QueueCmd {
 pub struct QueueHandle {
     pub id: u64,
     pub meta: QueueMeta,
+    /// The message log of a durable queue (persistent messages survive restarts).
+    pub log_id: Option<u64>,
     pub vhost: String,
     inbox: mpsc::Sender<QueueCmd>,
 }
@@ -77,6 +98,11 @@ impl QueueHandle {
 
     pub fn name(&self) -> &ShortStr {
         &self.meta.name
+    }
+
+    /// True if persistent messages routed here are written to disk before they are confirmed.
+    pub fn persists(&self) -> bool {
+        self.log_id.is_some()
     }
 
     /// Sends a command; false if the queue is gone (deleted meanwhile).
@@ -133,19 +159,60 @@ impl std::fmt::Debug for QueueRef {
     }
 }
 
-/// Creates the queue and starts its task.
-pub fn spawn(id: u64, meta: QueueMeta, vhost: &Arc<VHost>) -> QueueRef {
+/// Creates the queue and starts its task. A durable queue comes with its message log and
+/// the messages recovered from it.
+pub fn spawn(id: u64, meta: QueueMeta, vhost: &Arc<VHost>, log: Option<(u64, QueueLog)>, recovered: Vec<RecoveredMessage>) -> QueueRef {
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-    let queue = QueueRef(Arc::new(QueueHandle { id, meta, vhost: vhost.name.clone(), inbox: tx }));
+    let (log_id, log) = match log {
+        Some((id, log)) => (Some(id), Some(log)),
+        None => (None, None),
+    };
+    let queue = QueueRef(Arc::new(QueueHandle { id, meta, log_id, vhost: vhost.name.clone(), inbox: tx }));
+    let mut state = QueueState::new();
+    for r in recovered {
+        state.restore(r.seq, Arc::new(restored_message(r.message)), r.redelivered);
+    }
+    if let Some(log) = &log {
+        state.continue_after(log.next_seq());
+    }
     let task = QueueTask {
         queue: queue.clone(),
         vhost: Arc::downgrade(vhost),
-        state: QueueState::new(),
+        state,
         had_consumer: false,
         deleted: false,
+        log,
+        log_dirty: false,
+        last_sync: Instant::now(),
+        unsynced_confirms: Vec::new(),
     };
     tokio::spawn(task.run(rx));
     queue
+}
+
+/// A message read back from disk. Its properties are decoded again from the bytes that
+/// were stored (and that consumers receive unchanged).
+fn restored_message(m: StoredMessage) -> Message {
+    let properties = BasicProperties::decode(&m.properties_raw).unwrap_or_else(|e| {
+        error!("stored message properties do not decode ({e}); delivered without them");
+        BasicProperties::default()
+    });
+    Message { exchange: m.exchange, routing_key: m.routing_key, properties, properties_raw: m.properties_raw, body: m.body }
+}
+
+fn stored(m: &Message) -> StoredMessage {
+    StoredMessage {
+        exchange: m.exchange.clone(),
+        routing_key: m.routing_key.clone(),
+        properties_raw: m.properties_raw.clone(),
+        body: m.body.clone(),
+    }
+}
+
+fn persistent_seq(q: &Queued, out: &mut Vec<Seq>) {
+    if q.message.is_persistent() {
+        out.push(q.seq);
+    }
 }
 
 struct QueueTask {
@@ -154,13 +221,37 @@ struct QueueTask {
     state: QueueState<Sink>,
     had_consumer: bool,
     deleted: bool,
+    /// The message log (durable queues only).
+    log: Option<QueueLog>,
+    /// Appends or acks are buffered in the log but not yet synced.
+    log_dirty: bool,
+    last_sync: Instant,
+    /// Confirms (and `tx.commit` replies) waiting for the next sync.
+    unsynced_confirms: Vec<PendingConfirm>,
+}
+
+enum PendingConfirm {
+    Publishes(Sink, Vec<(u16, u64)>),
+    Sync(oneshot::Sender<bool>),
 }
 
 impl QueueTask {
     async fn run(mut self, mut inbox: mpsc::Receiver<QueueCmd>) {
         let mut cmds = Vec::with_capacity(BATCH);
         while !self.deleted {
-            if inbox.recv_many(&mut cmds, BATCH).await == 0 {
+            let received = if self.log_dirty {
+                // Acks are buffered: sync them soon even if nothing else arrives.
+                match tokio::time::timeout(ACK_SYNC_INTERVAL, inbox.recv_many(&mut cmds, BATCH)).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.sync();
+                        continue;
+                    }
+                }
+            } else {
+                inbox.recv_many(&mut cmds, BATCH).await
+            };
+            if received == 0 {
                 break;
             }
             for cmd in cmds.drain(..) {
@@ -173,6 +264,10 @@ impl QueueTask {
                 break;
             }
             self.dispatch();
+            // Group commit: one sync covers every persistent publish of the batch.
+            if self.log_dirty && (!self.unsynced_confirms.is_empty() || self.last_sync.elapsed() >= ACK_SYNC_INTERVAL) {
+                self.sync();
+            }
         }
         // Commands still queued find the queue gone: dropping their reply senders tells
         // their callers so.
@@ -181,9 +276,27 @@ impl QueueTask {
 
     fn apply(&mut self, cmd: QueueCmd) {
         match cmd {
-            QueueCmd::Publish(messages) => {
-                for m in messages {
-                    self.state.publish(m);
+            QueueCmd::Publish { batch, sink } => {
+                let mut confirms = Vec::new();
+                for p in batch {
+                    let seq = self.state.publish(p.message.clone());
+                    if let Some(log) = self.log.as_mut().filter(|_| p.message.is_persistent()) {
+                        if let Err(e) = log.append(seq, &stored(&p.message)) {
+                            error!("{}: cannot write message: {e}", self.queue.describe());
+                        }
+                        self.log_dirty = true;
+                        confirms.extend(p.confirm);
+                    }
+                }
+                if let (false, Some(sink)) = (confirms.is_empty(), sink) {
+                    self.unsynced_confirms.push(PendingConfirm::Publishes(sink, confirms));
+                }
+            }
+            QueueCmd::Sync { reply } => {
+                if self.log_dirty {
+                    self.unsynced_confirms.push(PendingConfirm::Sync(reply));
+                } else {
+                    let _ = reply.send(true);
                 }
             }
             QueueCmd::Consume { spec, reply } => {
@@ -201,13 +314,31 @@ impl QueueTask {
                 let _ = reply.send(());
             }
             QueueCmd::Get { owner, no_ack, reply } => {
-                let _ = reply.send(self.state.get(owner, no_ack));
+                let got = self.state.get(owner, no_ack);
+                if let Some((d, _)) = &got {
+                    if d.message.is_persistent() {
+                        if no_ack {
+                            self.forget(&[d.seq]);
+                        } else if !d.redelivered {
+                            self.mark_delivered(&[d.seq]);
+                        }
+                    }
+                }
+                let _ = reply.send(got);
             }
-            QueueCmd::Ack(seqs) => self.state.ack(&seqs),
+            QueueCmd::Ack(seqs) => {
+                let mut gone = Vec::new();
+                self.state.ack(&seqs, |q| persistent_seq(q, &mut gone));
+                self.forget(&gone);
+            }
             QueueCmd::Requeue(seqs) => self.state.requeue(&seqs),
             QueueCmd::Discard(seqs) => {
                 // Dead-lettering hooks in here.
-                self.state.discard(&seqs);
+                let mut gone = Vec::new();
+                for q in self.state.discard(&seqs) {
+                    persistent_seq(&q, &mut gone);
+                }
+                self.forget(&gone);
             }
             QueueCmd::Credit { consumer, n } => self.state.credit(consumer, n),
             QueueCmd::Dispatch => {}
@@ -219,7 +350,10 @@ impl QueueTask {
                 }
             }
             QueueCmd::Purge { reply } => {
-                let _ = reply.send(self.state.purge());
+                let mut gone = Vec::new();
+                let n = self.state.purge(|q| persistent_seq(q, &mut gone));
+                self.forget(&gone);
+                let _ = reply.send(n);
             }
             QueueCmd::Stats { reply } => {
                 let _ = reply.send(QueueStats {
@@ -242,7 +376,16 @@ impl QueueTask {
 
     fn dispatch(&mut self) {
         let mut batches: Vec<(u64, Sink, Vec<OutDelivery>)> = Vec::new();
+        let (mut gone, mut delivered) = (Vec::new(), Vec::new());
+        let durable = self.log.is_some();
         self.state.dispatch(|spec, delivery| {
+            if durable && delivery.message.is_persistent() {
+                if spec.no_ack {
+                    gone.push(delivery.seq);
+                } else if !delivery.redelivered {
+                    delivered.push(delivery.seq);
+                }
+            }
             let conn = spec.owner.connection;
             let slot = match batches.iter().position(|(c, _, _)| *c == conn) {
                 Some(i) => i,
@@ -256,6 +399,59 @@ impl QueueTask {
         for (_, sink, deliveries) in batches {
             // A closed connection's deliveries come back through `ChannelClosed`.
             let _ = sink.send(Outbound::Deliveries(deliveries));
+        }
+        self.forget(&gone);
+        self.mark_delivered(&delivered);
+    }
+
+    /// Records in the log that these persistent messages left the queue.
+    fn forget(&mut self, seqs: &[Seq]) {
+        if let (Some(log), false) = (self.log.as_mut(), seqs.is_empty()) {
+            if let Err(e) = log.ack(seqs) {
+                error!("{}: cannot record acks: {e}", self.queue.describe());
+            }
+            self.log_dirty = true;
+        }
+    }
+
+    /// Records that these persistent messages were handed out, so that after a restart they
+    /// come back flagged redelivered.
+    fn mark_delivered(&mut self, seqs: &[Seq]) {
+        if let (Some(log), false) = (self.log.as_mut(), seqs.is_empty()) {
+            if let Err(e) = log.mark_delivered(seqs) {
+                error!("{}: cannot record deliveries: {e}", self.queue.describe());
+            }
+            self.log_dirty = true;
+        }
+    }
+
+    /// Makes the log durable, then sends the confirms that waited for it.
+    fn sync(&mut self) {
+        let ok = match self.log.as_mut() {
+            Some(log) => match blocking(|| log.sync()) {
+                Ok(()) => true,
+                Err(e) => {
+                    error!("{}: cannot sync its message log: {e}", self.queue.describe());
+                    false
+                }
+            },
+            None => true,
+        };
+        self.log_dirty = false;
+        self.last_sync = Instant::now();
+        self.send_confirms(ok);
+    }
+
+    fn send_confirms(&mut self, ok: bool) {
+        for pending in self.unsynced_confirms.drain(..) {
+            match pending {
+                PendingConfirm::Publishes(sink, publishes) => {
+                    let _ = sink.send(Outbound::Confirmed { ok, publishes });
+                }
+                PendingConfirm::Sync(reply) => {
+                    let _ = reply.send(ok);
+                }
+            }
         }
     }
 
@@ -276,6 +472,13 @@ impl QueueTask {
         if let Some(vhost) = self.vhost.upgrade() {
             vhost.forget_queue(&self.queue);
         }
+        if let Some(log) = self.log.take() {
+            if let Err(e) = blocking(|| log.destroy()) {
+                error!("{}: cannot remove its message log: {e}", self.queue.describe());
+            }
+        }
+        // Publishes waiting for a sync are dealt with: the queue they went to is gone.
+        self.send_confirms(true);
         self.deleted = true;
         count
     }

@@ -3,6 +3,7 @@
 //! Definition changes (declare, delete, bind) are serialized by one lock per vhost and are
 //! rare; the publish path reads immutable snapshots (see `snapshot`) and takes no lock.
 
+use crate::durability::{self, Durability};
 use crate::queue_task::{self, QueueRef};
 use crate::snapshot::Snapshot;
 use parking_lot::Mutex;
@@ -13,6 +14,7 @@ use warren_amqp::{FieldTable, ShortStr};
 use warren_core::entity::{ExchangeMeta, QueueMeta};
 use warren_core::routing::{ExchangeKind, Router};
 use warren_core::{AmqpError, Message};
+use warren_store::{BindingDef, DefinitionChange, Definitions};
 
 /// Exchange-to-exchange hops a message may take before routing stops (cycles are cut by
 /// remembering visited exchanges; this bounds pathological chains).
@@ -48,11 +50,13 @@ pub struct VHost {
     exchanges: Snapshot<HashMap<ShortStr, Arc<Exchange>>>,
     queues: Snapshot<HashMap<ShortStr, QueueRef>>,
     next_queue_id: AtomicU64,
+    /// Where durable definitions and messages go; `None` keeps everything in memory.
+    durability: Option<Arc<Durability>>,
 }
 
 impl VHost {
     /// A vhost with RabbitMQ's predeclared exchanges.
-    pub fn new(name: &str) -> Arc<VHost> {
+    pub fn new(name: &str, durability: Option<Arc<Durability>>) -> Arc<VHost> {
         let mut exchanges = HashMap::new();
         for (n, kind) in [
             ("", ExchangeKind::Direct),
@@ -78,6 +82,70 @@ impl VHost {
             exchanges: Snapshot::new(exchanges),
             queues: Snapshot::new(HashMap::new()),
             next_queue_id: AtomicU64::new(1),
+            durability,
+        })
+    }
+
+    /// Rebuilds this vhost's durable exchanges, queues (with their messages) and bindings
+    /// from the stores, at start-up.
+    pub fn restore(self: &Arc<Self>, defs: &Definitions) {
+        let Some(durability) = self.durability.clone() else { return };
+        for d in defs.exchanges.iter().filter(|d| d.vhost == self.name) {
+            if let Some(meta) = durability::exchange_meta(d) {
+                let ex = Arc::new(Exchange::new(meta));
+                self.exchanges.update(|m| m.insert(ex.meta.name.clone(), ex));
+            }
+        }
+        for d in defs.queues.iter().filter(|d| d.vhost == self.name) {
+            let Some(meta) = durability::queue_meta(d) else { continue };
+            match durability.open_queue_log(d.log_id) {
+                Ok((log, recovered, report)) => {
+                    durability::log_recovery(&d.name, &report);
+                    let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
+                    let queue = queue_task::spawn(id, meta, self, Some((d.log_id, log)), recovered);
+                    self.queues.update(|m| m.insert(queue.meta.name.clone(), queue));
+                }
+                Err(e) => tracing::error!("queue '{}' cannot be recovered: {e}", d.name),
+            }
+        }
+        for b in defs.bindings.iter().filter(|b| b.vhost == self.name) {
+            let Some(ex) = self.exchange(&b.source) else { continue };
+            let dest = match b.destination_kind.as_str() {
+                "queue" => self.queue(&b.destination).map(Destination::Queue),
+                _ => self.exchange(&b.destination).map(|e| Destination::Exchange(e.meta.name.clone())),
+            };
+            let (Some(dest), Some(key)) = (dest, ShortStr::from_bytes(bytes::Bytes::copy_from_slice(b.routing_key.as_bytes()))) else {
+                continue;
+            };
+            ex.router.update(|r| r.bind(&key, &b.arguments, dest));
+        }
+    }
+
+    /// Makes definition changes durable, if this vhost keeps any.
+    fn persist(&self, changes: &[DefinitionChange]) -> Result<(), AmqpError> {
+        match &self.durability {
+            Some(d) if !changes.is_empty() => d.apply(changes),
+            _ => Ok(()),
+        }
+    }
+
+    /// A binding survives restarts when both its ends do (as in RabbitMQ).
+    fn durable_binding(&self, source: &Exchange, dest: &Destination, routing_key: &ShortStr, arguments: &FieldTable) -> Option<BindingDef> {
+        let (kind, name) = match dest {
+            Destination::Queue(q) if q.log_id.is_some() => ("queue", q.name().to_string()),
+            Destination::Exchange(n) if self.exchanges.read(|m| m.get(n).is_some_and(|e| e.meta.durable)) => ("exchange", n.to_string()),
+            _ => return None,
+        };
+        if !source.meta.durable || self.durability.is_none() {
+            return None;
+        }
+        Some(BindingDef {
+            vhost: self.name.clone(),
+            source: source.meta.name.to_string(),
+            destination_kind: kind.to_string(),
+            destination: name,
+            routing_key: routing_key.to_string(),
+            arguments: arguments.clone(),
         })
     }
 
@@ -105,6 +173,9 @@ impl VHost {
             existing.meta.check_equivalent(&meta, &self.name)?;
             return Ok(existing);
         }
+        if meta.durable {
+            self.persist(&[DefinitionChange::PutExchange(durability::exchange_def(&self.name, &meta))])?;
+        }
         let ex = Arc::new(Exchange::new(meta));
         self.exchanges.update(|m| m.insert(ex.meta.name.clone(), ex.clone()));
         Ok(ex)
@@ -119,14 +190,18 @@ impl VHost {
         if if_unused && !ex.router.read(|r| r.is_empty()) {
             return Err(AmqpError::precondition(format!("exchange '{}' in vhost '{}' in use", name, self.name)));
         }
-        self.remove_exchange_locked(&ex);
-        Ok(())
+        self.remove_exchange_locked(&ex)
     }
 
     /// Removes an exchange with its bindings, both as source and as destination.
-    fn remove_exchange_locked(&self, ex: &Arc<Exchange>) {
+    fn remove_exchange_locked(&self, ex: &Arc<Exchange>) -> Result<(), AmqpError> {
+        if ex.meta.durable {
+            // The store drops the bindings that name it.
+            self.persist(&[DefinitionChange::DeleteExchange { vhost: self.name.clone(), name: ex.meta.name.to_string() }])?;
+        }
         self.exchanges.update(|m| m.remove(&ex.meta.name));
         self.remove_destination_locked(&Destination::Exchange(ex.meta.name.clone()));
+        Ok(())
     }
 
     /// Removes every binding to `dest`, then any auto-delete exchange left without bindings.
@@ -139,7 +214,9 @@ impl VHost {
                     r.is_empty()
                 });
                 if now_empty && ex.meta.auto_delete {
-                    self.remove_exchange_locked(&ex);
+                    if let Err(e) = self.remove_exchange_locked(&ex) {
+                        tracing::error!("auto-delete of exchange '{}' not stored: {}", ex.meta.name, e.text);
+                    }
                 }
             }
         }
@@ -162,8 +239,17 @@ impl VHost {
         if passive {
             return Err(self.no_queue(&meta.name));
         }
+        let log = match &self.durability {
+            Some(d) if meta.durable && meta.exclusive_owner.is_none() => {
+                let (log_id, log) = d.create_queue_log()?;
+                self.persist(&[DefinitionChange::PutQueue(durability::queue_def(&self.name, &meta, log_id))])?;
+                Some((log_id, log))
+            }
+            // Exclusive queues die with their connection, so never outlive a restart.
+            _ => None,
+        };
         let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
-        let queue = queue_task::spawn(id, meta, self);
+        let queue = queue_task::spawn(id, meta, self, log, Vec::new());
         self.queues.update(|m| m.insert(queue.meta.name.clone(), queue.clone()));
         Ok((queue, true))
     }
@@ -178,6 +264,12 @@ impl VHost {
     /// Called by the queue's own task when it deletes itself.
     pub fn forget_queue(&self, queue: &QueueRef) {
         let _guard = self.changes.lock();
+        if queue.log_id.is_some() {
+            let change = DefinitionChange::DeleteQueue { vhost: self.name.clone(), name: queue.name().to_string() };
+            if let Err(e) = self.persist(&[change]) {
+                tracing::error!("deletion of queue '{}' not stored: {}", queue.name(), e.text);
+            }
+        }
         self.queues.update(|m| {
             if m.get(queue.name()).is_some_and(|q| q == queue) {
                 m.remove(queue.name());
@@ -196,7 +288,14 @@ impl VHost {
                 return Err(self.no_exchange(name));
             }
         }
-        ex.router.update(|r| r.bind(routing_key, arguments, dest));
+        let def = self.durable_binding(&ex, &dest, routing_key, arguments);
+        let added = ex.router.update(|r| r.bind(routing_key, arguments, dest.clone()));
+        if let (true, Some(def)) = (added, def) {
+            if let Err(e) = self.persist(&[DefinitionChange::PutBinding(def)]) {
+                ex.router.update(|r| r.unbind(routing_key, arguments, &dest));
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
@@ -204,9 +303,17 @@ impl VHost {
     pub fn unbind(&self, source: &str, dest: &Destination, routing_key: &ShortStr, arguments: &FieldTable) -> Result<(), AmqpError> {
         let _guard = self.changes.lock();
         let ex = self.source_exchange(source)?;
-        let now_empty = ex.router.update(|r| r.unbind(routing_key, arguments, dest) && r.is_empty());
+        let def = self.durable_binding(&ex, dest, routing_key, arguments);
+        let (removed, now_empty) = ex.router.update(|r| (r.unbind(routing_key, arguments, dest), r.is_empty()));
+        if let (true, Some(def)) = (removed, def) {
+            if let Err(e) = self.persist(&[DefinitionChange::DeleteBinding(def)]) {
+                ex.router.update(|r| r.bind(routing_key, arguments, dest.clone()));
+                return Err(e);
+            }
+        }
+        let now_empty = removed && now_empty;
         if now_empty && ex.meta.auto_delete {
-            self.remove_exchange_locked(&ex);
+            self.remove_exchange_locked(&ex)?;
         }
         Ok(())
     }

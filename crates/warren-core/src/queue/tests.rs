@@ -73,7 +73,7 @@ fn prefetch_limits_unacked_deliveries_until_ack() {
     let first = drain(&mut q);
     assert_eq!(first.len(), 2);
     assert!(drain(&mut q).is_empty());
-    q.ack(&[first[0].1.seq]);
+    q.ack(&[first[0].1.seq], |_| {});
     assert_eq!(drain(&mut q).len(), 1);
 }
 
@@ -160,6 +160,17 @@ fn exclusive_consumer_excludes_others_both_ways() {
 }
 
 #[test]
+fn restored_messages_keep_their_numbers_and_publishing_continues_after_them() {
+    let mut q: QueueState<u64> = QueueState::new();
+    q.restore(5, msg(0), true);
+    q.restore(9, msg(1), false);
+    let seq = q.publish(msg(2));
+    assert_eq!(seq, 10);
+    let (d, _) = q.get(CH1, true).unwrap();
+    assert_eq!((d.seq, d.redelivered), (5, true));
+}
+
+#[test]
 fn get_reports_remaining_count_and_purge_keeps_unacked() {
     let mut q: QueueState<u64> = QueueState::new();
     for i in 0..3 {
@@ -167,7 +178,7 @@ fn get_reports_remaining_count_and_purge_keeps_unacked() {
     }
     let (d, remaining) = q.get(CH1, false).unwrap();
     assert_eq!((body_of(&d), remaining), (0, 2));
-    assert_eq!(q.purge(), 2);
+    assert_eq!(q.purge(|_| {}), 2);
     assert_eq!(q.unacked_count(), 1);
     q.requeue(&[d.seq]);
     assert_eq!(q.message_count(), 1);
@@ -208,7 +219,7 @@ fn simulation_preserves_messages_and_order() {
                 4 if !held.is_empty() => {
                     let seqs: Vec<Seq> = held.keys().copied().filter(|_| rng.gen_bool(0.5)).collect();
                     if rng.gen_bool(0.5) {
-                        q.ack(&seqs);
+                        q.ack(&seqs, |_| {});
                         for s in &seqs {
                             let (m, _) = held.remove(s).unwrap();
                             assert!(acked.insert(m), "seed {seed}: message {m} acked twice");

@@ -13,13 +13,16 @@
 
 mod erlang_term;
 mod headers;
+mod pmap;
 mod topic;
 
 #[cfg(test)]
 mod tests;
 
 use headers::HeadersPattern;
-use std::collections::{BTreeMap, HashMap};
+use pmap::PMap;
+use std::hash::Hash;
+use std::sync::Arc;
 use topic::TopicTrie;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
 
@@ -60,15 +63,19 @@ impl ExchangeKind {
 /// routing costs what the message needs (one hash lookup for direct, the key's words for
 /// topic), not what the table holds.
 ///
-/// `D` is the destination (a queue or an exchange); it must be `Ord` because destinations are
-/// kept sorted, which is how routing yields each one once without a scratch set.
+/// Cloning is cheap and a change after a clone copies only what it touches (see `pmap.rs`):
+/// the server clones the table into a new snapshot after each change, so a table of 100,000
+/// bindings under churn must not be copied whole each time.
+///
+/// `D` is the destination (a queue or an exchange). It is `Ord` so that a topic route through
+/// several patterns can drop repeats by sorting what it appended, without a scratch set.
 #[derive(Clone)]
 pub struct Router<D> {
     kind: ExchangeKind,
-    /// Every binding, grouped by (destination, routing key); the list holds the distinct
-    /// argument tables bound under that pair. Source of truth for identity, listing and
-    /// removal; headers exchanges also route by scanning it.
-    bindings: BTreeMap<(D, ShortStr), Vec<BoundArguments>>,
+    /// Every binding: destination -> routing key -> the distinct argument tables bound under
+    /// that pair. Source of truth for identity, listing and removal; fanout and headers
+    /// exchanges route by walking it.
+    by_dest: PMap<D, PMap<ShortStr, Arc<[BoundArguments]>>>,
     len: usize,
     index: Index<D>,
 }
@@ -80,69 +87,45 @@ struct BoundArguments {
     pattern: Option<HeadersPattern>,
 }
 
-/// The per-type routing index. Direct, fanout and topic ignore binding arguments when
-/// routing, so they index (destination, routing key) pairs, not individual bindings.
+/// The per-type routing index. Direct and topic ignore binding arguments when routing, so
+/// they index (destination, routing key) pairs, not individual bindings. Fanout and headers
+/// need no index: every destination is a candidate.
 #[derive(Clone)]
 enum Index<D> {
-    Direct(HashMap<ShortStr, Targets<D>>),
-    Fanout(Targets<D>),
+    Direct(PMap<ShortStr, Targets<D>>),
     Topic(TopicTrie<D>),
-    /// Headers routing scans `Router::bindings` (as RabbitMQ does): every binding is a pattern.
-    Headers,
+    None,
 }
 
 /// The destinations reachable at one point of an index, each with the number of
-/// (destination, routing key) pairs that put it there. Sorted and unique, so a route through
-/// one point never yields a destination twice.
-#[derive(Clone, Debug)]
-pub(crate) struct Targets<D>(BTreeMap<D, u32>);
+/// (destination, routing key) pairs that put it there (a topic node is reached by `#` and
+/// `#.#` alike). Unique, so a route through one point never yields a destination twice.
+pub(crate) type Targets<D> = PMap<D, u32>;
 
-impl<D> Targets<D> {
-    pub(crate) const fn new() -> Targets<D> {
-        Targets(BTreeMap::new())
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub(crate) fn dests(&self) -> impl Iterator<Item = &D> {
-        self.0.keys()
-    }
+fn add_target<D: Clone + Eq + Hash>(targets: &mut Targets<D>, dest: D) {
+    *targets.get_or_insert_with(dest, || 0) += 1;
 }
 
-impl<D: Ord> Targets<D> {
-    pub(crate) fn add(&mut self, dest: D) {
-        *self.0.entry(dest).or_insert(0) += 1;
+/// Returns false if `dest` was not there.
+fn remove_target<D: Clone + Eq + Hash>(targets: &mut Targets<D>, dest: &D) -> bool {
+    let Some(count) = targets.get_mut(dest) else {
+        return false;
+    };
+    *count -= 1;
+    if *count == 0 {
+        targets.remove(dest);
     }
-
-    /// Returns false if `dest` was not there.
-    pub(crate) fn remove(&mut self, dest: &D) -> bool {
-        let Some(count) = self.0.get_mut(dest) else {
-            return false;
-        };
-        *count -= 1;
-        if *count == 0 {
-            self.0.remove(dest);
-        }
-        true
-    }
+    true
 }
 
-impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
+impl<D: Clone + Eq + Hash + Ord> Router<D> {
     pub fn new(kind: ExchangeKind) -> Self {
         let index = match kind {
-            ExchangeKind::Direct => Index::Direct(HashMap::new()),
-            ExchangeKind::Fanout => Index::Fanout(Targets::new()),
+            ExchangeKind::Direct => Index::Direct(PMap::new()),
             ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
-            ExchangeKind::Headers => Index::Headers,
+            ExchangeKind::Fanout | ExchangeKind::Headers => Index::None,
         };
-        Router {
-            kind,
-            bindings: BTreeMap::new(),
-            len: 0,
-            index,
-        }
+        Router { kind, by_dest: PMap::new(), len: 0, index }
     }
 
     pub fn kind(&self) -> ExchangeKind {
@@ -156,22 +139,18 @@ impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
     /// refuses. An unvalidated bad `x-match` behaves as `all`, as in RabbitMQ.
     pub fn bind(&mut self, routing_key: &ShortStr, arguments: &FieldTable, dest: D) -> bool {
         let arguments = sorted(arguments);
-        let slot = self
-            .bindings
-            .entry((dest.clone(), routing_key.clone()))
-            .or_default();
-        if slot
-            .iter()
-            .any(|b| identical_tables(&b.arguments, &arguments))
-        {
+        let existing = self.by_dest.get(&dest).and_then(|keys| keys.get(routing_key.as_str()));
+        if existing.is_some_and(|bound| bound.iter().any(|b| identical_tables(&b.arguments, &arguments))) {
             return false;
         }
-        let first_for_pair = slot.is_empty();
+        let first_for_pair = existing.is_none();
         let pattern = match self.kind {
             ExchangeKind::Headers => Some(HeadersPattern::compile(&arguments)),
             _ => None,
         };
-        slot.push(BoundArguments { arguments, pattern });
+        let new = BoundArguments { arguments, pattern };
+        let bound: Arc<[BoundArguments]> = existing.into_iter().flat_map(|b| b.iter().cloned()).chain([new]).collect();
+        self.by_dest.get_or_insert_with(dest.clone(), PMap::new).insert(routing_key.clone(), bound);
         self.len += 1;
         if first_for_pair {
             self.index_add(routing_key, dest);
@@ -182,48 +161,49 @@ impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
     /// Removes that binding; false if it did not exist (RabbitMQ: unbinding a missing binding
     /// is ok).
     pub fn unbind(&mut self, routing_key: &ShortStr, arguments: &FieldTable, dest: &D) -> bool {
-        let pair = (dest.clone(), routing_key.clone());
-        let Some(slot) = self.bindings.get_mut(&pair) else {
-            return false;
-        };
         let arguments = sorted(arguments);
-        let Some(pos) = slot
-            .iter()
-            .position(|b| identical_tables(&b.arguments, &arguments))
-        else {
+        let Some(bound) = self.by_dest.get(dest).and_then(|keys| keys.get(routing_key.as_str())) else {
             return false;
         };
-        slot.remove(pos);
+        let Some(pos) = bound.iter().position(|b| identical_tables(&b.arguments, &arguments)) else {
+            return false;
+        };
+        let rest: Arc<[BoundArguments]> =
+            bound.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, b)| b.clone()).collect();
         self.len -= 1;
-        if slot.is_empty() {
-            self.bindings.remove(&pair);
-            self.index_remove(routing_key, dest);
+        let Some(keys) = self.by_dest.get_mut(dest) else {
+            return true;
+        };
+        if !rest.is_empty() {
+            keys.insert(routing_key.clone(), rest);
+            return true;
         }
+        keys.remove(routing_key.as_str());
+        if keys.is_empty() {
+            self.by_dest.remove(dest);
+        }
+        self.index_remove(routing_key, dest);
         true
     }
 
     /// Removes every binding to `dest` (its queue/exchange was deleted); returns how many.
     pub fn remove_destination(&mut self, dest: &D) -> usize {
-        let pairs: Vec<(D, ShortStr)> = self
-            .bindings
-            .range((dest.clone(), ShortStr::default())..)
-            .take_while(|((d, _), _)| d == dest)
-            .map(|(pair, _)| pair.clone())
-            .collect();
+        let Some(keys) = self.by_dest.remove(dest) else {
+            return 0;
+        };
         let mut removed = 0;
-        for pair in pairs {
-            if let Some(slot) = self.bindings.remove(&pair) {
-                removed += slot.len();
-                self.index_remove(&pair.1, dest);
-            }
+        for (routing_key, bound) in keys.iter() {
+            removed += bound.len();
+            self.index_remove(routing_key, dest);
         }
         self.len -= removed;
         removed
     }
 
     /// Appends each matching destination once (no duplicates even if several bindings
-    /// match) to `out`. `headers` is the message's `headers` property (`None` counts as an
-    /// empty table); only headers exchanges read it, and they ignore `routing_key`.
+    /// match) to `out`, in no particular order. `headers` is the message's `headers` property
+    /// (`None` counts as an empty table); only headers exchanges read it, and they ignore
+    /// `routing_key`.
     ///
     /// Allocates nothing beyond growing `out`; destinations already in `out` before the call
     /// are left alone and not considered for de-duplication.
@@ -231,28 +211,22 @@ impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
         match &self.index {
             Index::Direct(by_key) => {
                 if let Some(targets) = by_key.get(routing_key) {
-                    out.extend(targets.dests().cloned());
+                    targets.for_each(|dest, _| out.push(dest.clone()));
                 }
             }
-            Index::Fanout(targets) => out.extend(targets.dests().cloned()),
             Index::Topic(trie) => trie.route(routing_key, out),
-            Index::Headers => {
+            Index::None if self.kind == ExchangeKind::Headers => {
                 let headers = headers.map_or(&[][..], |h| &h.0[..]);
-                // `bindings` is sorted by destination, so one look at the last pushed
-                // destination is enough to push each once.
-                let start = out.len();
-                for ((dest, _), bound) in &self.bindings {
-                    if out.len() > start && out.last() == Some(dest) {
-                        continue;
-                    }
-                    let matched = bound
-                        .iter()
-                        .any(|b| b.pattern.as_ref().is_some_and(|p| p.matches(headers)));
+                self.by_dest.for_each(|dest, keys| {
+                    let matched = keys.any(|_, bound| {
+                        bound.iter().any(|b| b.pattern.as_ref().is_some_and(|p| p.matches(headers)))
+                    });
                     if matched {
                         out.push(dest.clone());
                     }
-                }
+                });
             }
+            Index::None => self.by_dest.for_each(|dest, _| out.push(dest.clone())),
         }
     }
 
@@ -267,29 +241,22 @@ impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
 
     /// Whether any binding leads to `dest`.
     pub fn has_destination(&self, dest: &D) -> bool {
-        self.bindings
-            .range((dest.clone(), ShortStr::default())..)
-            .next()
-            .is_some_and(|((d, _), _)| d == dest)
+        self.by_dest.contains_key(dest)
     }
 
-    /// Every binding as (routing key, arguments sorted by key, destination), ordered by
-    /// destination then routing key; for listing and persistence.
+    /// Every binding as (routing key, arguments sorted by key, destination), grouped by
+    /// destination, in no particular order; for listing and persistence.
     pub fn bindings(&self) -> impl Iterator<Item = (&ShortStr, &FieldTable, &D)> {
-        self.bindings
-            .iter()
-            .flat_map(|((dest, key), bound)| bound.iter().map(move |b| (key, &b.arguments, dest)))
+        self.by_dest.iter().flat_map(|(dest, keys)| {
+            keys.iter().flat_map(move |(key, bound)| bound.iter().map(move |b| (key, &b.arguments, dest)))
+        })
     }
 
     fn index_add(&mut self, routing_key: &ShortStr, dest: D) {
         match &mut self.index {
-            Index::Direct(by_key) => by_key
-                .entry(routing_key.clone())
-                .or_insert_with(Targets::new)
-                .add(dest),
-            Index::Fanout(targets) => targets.add(dest),
+            Index::Direct(by_key) => add_target(by_key.get_or_insert_with(routing_key.clone(), PMap::new), dest),
             Index::Topic(trie) => trie.insert(routing_key, dest),
-            Index::Headers => {}
+            Index::None => {}
         }
     }
 
@@ -297,17 +264,14 @@ impl<D: Clone + Eq + std::hash::Hash + Ord> Router<D> {
         match &mut self.index {
             Index::Direct(by_key) => {
                 if let Some(targets) = by_key.get_mut(routing_key.as_str()) {
-                    targets.remove(dest);
+                    remove_target(targets, dest);
                     if targets.is_empty() {
                         by_key.remove(routing_key.as_str());
                     }
                 }
             }
-            Index::Fanout(targets) => {
-                targets.remove(dest);
-            }
             Index::Topic(trie) => trie.remove(routing_key, dest),
-            Index::Headers => {}
+            Index::None => {}
         }
     }
 }

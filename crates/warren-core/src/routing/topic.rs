@@ -10,25 +10,32 @@
 //! Word splitting is RabbitMQ's: the empty key has no words, otherwise every `.` separates two
 //! (possibly empty) words, so `a..b` has three words and `.` has two empty ones.
 
-use super::Targets;
+use super::pmap::PMap;
+use super::{add_target, remove_target, Targets};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
 use warren_amqp::ShortStr;
 
 type NodeId = u32;
 const ROOT: NodeId = 0;
 
+/// Nodes per shared chunk of the arena: cloning the trie copies one pointer per chunk, and
+/// changing a node after a clone copies its chunk.
+const CHUNK_NODES: usize = 64;
+
 #[derive(Clone)]
 pub(crate) struct TopicTrie<D> {
-    nodes: Vec<Node<D>>,
-    /// Slots of pruned nodes, reused before the vector grows.
+    /// The node arena, in copy-on-write chunks; a node's id is its index.
+    chunks: Vec<Arc<Vec<Node<D>>>>,
+    /// Ids of pruned nodes, reused before the arena grows.
     free: Vec<NodeId>,
 }
 
 #[derive(Clone)]
 struct Node<D> {
     /// Children by literal word.
-    words: HashMap<ShortStr, NodeId>,
+    words: PMap<ShortStr, NodeId>,
     star: Option<NodeId>,
     hash: Option<NodeId>,
     /// Reached through a `#` edge: it may swallow any further word and stay where it is.
@@ -39,20 +46,11 @@ struct Node<D> {
 
 impl<D> Node<D> {
     fn new(is_hash: bool) -> Node<D> {
-        Node {
-            words: HashMap::new(),
-            star: None,
-            hash: None,
-            is_hash,
-            targets: Targets::new(),
-        }
+        Node { words: PMap::new(), star: None, hash: None, is_hash, targets: PMap::new() }
     }
 
     fn is_prunable(&self) -> bool {
-        self.words.is_empty()
-            && self.star.is_none()
-            && self.hash.is_none()
-            && self.targets.is_empty()
+        self.words.is_empty() && self.star.is_none() && self.hash.is_none() && self.targets.is_empty()
     }
 }
 
@@ -100,12 +98,19 @@ thread_local! {
 /// pin memory on a thread forever.
 const SCRATCH_KEEP_CAPACITY: usize = 4096;
 
-impl<D: Clone + Ord> TopicTrie<D> {
+impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
     pub(crate) fn new() -> TopicTrie<D> {
-        TopicTrie {
-            nodes: vec![Node::new(false)],
-            free: Vec::new(),
-        }
+        TopicTrie { chunks: vec![Arc::new(vec![Node::new(false)])], free: Vec::new() }
+    }
+
+    fn node(&self, id: NodeId) -> &Node<D> {
+        let id = id as usize;
+        &self.chunks[id / CHUNK_NODES][id % CHUNK_NODES]
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut Node<D> {
+        let id = id as usize;
+        &mut Arc::make_mut(&mut self.chunks[id / CHUNK_NODES])[id % CHUNK_NODES]
     }
 
     pub(crate) fn insert(&mut self, pattern: &str, dest: D) {
@@ -115,7 +120,7 @@ impl<D: Clone + Ord> TopicTrie<D> {
                 Some(child) => child,
                 None => {
                     let child = self.alloc(edge == Edge::Hash);
-                    let node = &mut self.nodes[at as usize];
+                    let node = self.node_mut(at);
                     match edge {
                         Edge::Word(w) => {
                             node.words.insert(ShortStr::from(w), child);
@@ -127,7 +132,7 @@ impl<D: Clone + Ord> TopicTrie<D> {
                 }
             };
         }
-        self.nodes[at as usize].targets.add(dest);
+        add_target(&mut self.node_mut(at).targets, dest);
     }
 
     /// Removes one (pattern, destination) pair and prunes the nodes left empty.
@@ -141,16 +146,16 @@ impl<D: Clone + Ord> TopicTrie<D> {
             path.push((at, edge));
             at = child;
         }
-        if !self.nodes[at as usize].targets.remove(dest) {
+        if !remove_target(&mut self.node_mut(at).targets, dest) {
             return;
         }
         // Walk back up, unlinking each node that is now useless.
         let mut child = at;
         while let Some((parent, edge)) = path.pop() {
-            if !self.nodes[child as usize].is_prunable() {
+            if !self.node(child).is_prunable() {
                 break;
             }
-            let node = &mut self.nodes[parent as usize];
+            let node = self.node_mut(parent);
             match edge {
                 Edge::Word(w) => {
                     node.words.remove(w);
@@ -164,7 +169,7 @@ impl<D: Clone + Ord> TopicTrie<D> {
     }
 
     fn child(&self, at: NodeId, edge: Edge<'_>) -> Option<NodeId> {
-        let node = &self.nodes[at as usize];
+        let node = self.node(at);
         match edge {
             Edge::Word(w) => node.words.get(w).copied(),
             Edge::Star => node.star,
@@ -175,12 +180,19 @@ impl<D: Clone + Ord> TopicTrie<D> {
     fn alloc(&mut self, is_hash: bool) -> NodeId {
         match self.free.pop() {
             Some(id) => {
-                self.nodes[id as usize] = Node::new(is_hash);
+                *self.node_mut(id) = Node::new(is_hash);
                 id
             }
             None => {
-                self.nodes.push(Node::new(is_hash));
-                NodeId::try_from(self.nodes.len() - 1).expect("topic trie over 2^32 nodes")
+                let last_chunk_full = self.chunks.last().is_none_or(|c| c.len() == CHUNK_NODES);
+                if last_chunk_full {
+                    self.chunks.push(Arc::new(Vec::with_capacity(CHUNK_NODES)));
+                }
+                let chunk_index = self.chunks.len() - 1;
+                let chunk = Arc::make_mut(&mut self.chunks[chunk_index]);
+                chunk.push(Node::new(is_hash));
+                let id = chunk_index * CHUNK_NODES + chunk.len() - 1;
+                NodeId::try_from(id).expect("topic trie over 2^32 nodes")
             }
         }
     }
@@ -215,9 +227,11 @@ impl<D: Clone + Ord> TopicTrie<D> {
         self.close_over_hash(live);
         for word in split_words(routing_key) {
             next.clear();
+            // Hashed at most once per word, however many live nodes look it up.
+            let mut word_hash = None;
             for &id in live.iter() {
-                let node = &self.nodes[id as usize];
-                if let Some(&child) = node.words.get(word) {
+                let node = self.node(id);
+                if let Some(&child) = node.words.get_with_hash(word, &mut word_hash) {
                     next.push(child);
                 }
                 if let Some(child) = node.star {
@@ -238,10 +252,10 @@ impl<D: Clone + Ord> TopicTrie<D> {
         let start = out.len();
         let mut emitting_nodes = 0;
         for &id in live.iter() {
-            let targets = &self.nodes[id as usize].targets;
+            let targets = &self.node(id).targets;
             if !targets.is_empty() {
                 emitting_nodes += 1;
-                out.extend(targets.dests().cloned());
+                targets.for_each(|dest, _| out.push(dest.clone()));
             }
         }
         // Each node's destinations are unique; only several nodes can repeat one.
@@ -255,7 +269,7 @@ impl<D: Clone + Ord> TopicTrie<D> {
     fn close_over_hash(&self, set: &mut Vec<NodeId>) {
         let mut i = 0;
         while i < set.len() {
-            if let Some(hash) = self.nodes[set[i] as usize].hash {
+            if let Some(hash) = self.node(set[i]).hash {
                 set.push(hash);
             }
             i += 1;
@@ -264,7 +278,7 @@ impl<D: Clone + Ord> TopicTrie<D> {
 
     #[cfg(test)]
     pub(crate) fn live_nodes(&self) -> usize {
-        self.nodes.len() - self.free.len()
+        self.chunks.iter().map(|c| c.len()).sum::<usize>() - self.free.len()
     }
 }
 

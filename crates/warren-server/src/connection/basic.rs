@@ -3,7 +3,7 @@
 use super::channel::{Assembling, Body, ChannelConsumer, ChannelState, TxSettle};
 use super::{push_to, ConsumerEntry, Connection, Fault};
 use crate::names;
-use crate::queue_task::{QueueCmd, QueueRef};
+use crate::queue_task::{Publish, QueueCmd, QueueRef};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use warren_amqp::{
@@ -227,17 +227,29 @@ impl Connection {
             encode_method(ch, &Method::BasicReturn(ret), &mut self.wbuf);
             write_content(&mut self.wbuf, ch, &message, self.frame_max);
         }
+        let channel = self.channels.get_mut(&ch).expect("open channel");
+        // In confirm mode, a persistent message is confirmed once every durable queue it was
+        // routed to has it on disk; anything else as soon as it is enqueued.
+        let confirm_seq = channel.confirm.then(|| channel.next_publish_seq);
+        let mut awaiting = 0;
         for q in queues.drain(..) {
+            let confirm = match confirm_seq {
+                Some(seq) if q.persists() && message.is_persistent() => {
+                    awaiting += 1;
+                    Some((ch, seq))
+                }
+                _ => None,
+            };
+            let publish = Publish { message: message.clone(), confirm };
             match self.pending.publishes.iter_mut().find(|(pq, _)| *pq == q) {
-                Some((_, batch)) => batch.push(message.clone()),
-                None => self.pending.publishes.push((q, vec![message.clone()])),
+                Some((_, batch)) => batch.push(publish),
+                None => self.pending.publishes.push((q, vec![publish])),
             }
         }
         self.route_scratch = queues;
-        let channel = self.channel_mut(ch);
-        if channel.confirm {
-            channel.confirm_ready = channel.next_publish_seq;
+        if let Some(seq) = confirm_seq {
             channel.next_publish_seq += 1;
+            channel.await_confirms(seq, awaiting);
         }
         Ok(())
     }
@@ -347,6 +359,14 @@ impl Connection {
         for (publish, header, body) in tx.publishes {
             self.publish(ch, publish, header, body)?;
         }
+        // Commit-ok waits until the committed persistent messages are on disk.
+        let to_sync: Vec<QueueRef> = self
+            .pending
+            .publishes
+            .iter()
+            .filter(|(q, batch)| q.persists() && batch.iter().any(|p| p.message.is_persistent()))
+            .map(|(q, _)| q.clone())
+            .collect();
         for s in tx.settles {
             match s {
                 TxSettle::Ack { tag, multiple } => self.settle(ch, tag, multiple, Settle::Ack)?,
@@ -356,6 +376,11 @@ impl Connection {
             }
         }
         self.flush_pending().await;
+        for q in to_sync {
+            if q.call(|reply| QueueCmd::Sync { reply }).await == Some(false) {
+                return Err(AmqpError::internal(format!("{} could not write the committed messages", q.describe())));
+            }
+        }
         self.reply(ch, true, Method::TxCommitOk)
     }
 

@@ -5,7 +5,7 @@ use crate::queue_task::QueueRef;
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use warren_amqp::{encode_method, BasicAck, BasicPublish, ContentHeader, Method, ShortStr};
+use warren_amqp::{encode_method, BasicAck, BasicNack, BasicPublish, ContentHeader, Method, ShortStr};
 use warren_core::queue::{ChannelCredit, ConsumerId, Seq};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,10 +105,11 @@ pub struct Channel {
     pub confirm: bool,
     /// Sequence number of the next publish in confirm mode.
     pub next_publish_seq: u64,
-    /// Highest publish sequence number that is ready to be confirmed.
-    pub confirm_ready: u64,
-    /// Highest sequence number confirmed to the client.
-    pub confirmed: u64,
+    /// Publishes still waiting for durable queues: seq -> (queues left, a queue failed).
+    unconfirmed: BTreeMap<u64, (u32, bool)>,
+    /// Publishes settled since confirms were last written.
+    newly_acked: Vec<u64>,
+    newly_nacked: Vec<u64>,
     pub tx: Option<TxBuffer>,
     /// The queue most recently declared on this channel (AMQP's "current queue").
     pub last_queue: Option<ShortStr>,
@@ -128,8 +129,9 @@ impl Channel {
             credit: Arc::new(ChannelCredit::default()),
             confirm: false,
             next_publish_seq: 1,
-            confirm_ready: 0,
-            confirmed: 0,
+            unconfirmed: BTreeMap::new(),
+            newly_acked: Vec::new(),
+            newly_nacked: Vec::new(),
             tx: None,
             last_queue: None,
         }
@@ -164,13 +166,52 @@ impl Channel {
         }
     }
 
-    /// Writes the `basic.ack` covering every publish confirmed since the last call.
-    pub fn write_confirms(&mut self, out: &mut BytesMut) {
-        if self.confirm_ready > self.confirmed {
-            let multiple = self.confirm_ready > self.confirmed + 1;
-            let ack = BasicAck { delivery_tag: self.confirm_ready, multiple };
-            encode_method(self.id, &Method::BasicAck(ack), out);
-            self.confirmed = self.confirm_ready;
+    /// A publish in confirm mode went to `queues` durable queues that must report it on
+    /// disk; with none, it is confirmed at the next write.
+    pub fn await_confirms(&mut self, seq: u64, queues: u32) {
+        if queues == 0 {
+            self.newly_acked.push(seq);
+        } else {
+            self.unconfirmed.insert(seq, (queues, false));
         }
+    }
+
+    /// One durable queue reported on a publish.
+    pub fn queue_confirmed(&mut self, seq: u64, ok: bool) {
+        let Some(entry) = self.unconfirmed.get_mut(&seq) else { return };
+        entry.0 -= 1;
+        entry.1 |= !ok;
+        if entry.0 == 0 {
+            let (_, failed) = self.unconfirmed.remove(&seq).expect("present");
+            if failed {
+                self.newly_nacked.push(seq);
+            } else {
+                self.newly_acked.push(seq);
+            }
+        }
+    }
+
+    /// Writes the `basic.nack`s and `basic.ack`s for publishes settled since the last call.
+    /// Every publish below the lowest still-unconfirmed one is settled, so one `multiple`
+    /// ack covers those; later ones are acked one by one.
+    pub fn write_confirms(&mut self, out: &mut BytesMut) {
+        if self.newly_acked.is_empty() && self.newly_nacked.is_empty() {
+            return;
+        }
+        for tag in self.newly_nacked.drain(..) {
+            let nack = BasicNack { delivery_tag: tag, multiple: false, requeue: false };
+            encode_method(self.id, &Method::BasicNack(nack), out);
+        }
+        self.newly_acked.sort_unstable();
+        let lowest_open = self.unconfirmed.keys().next().copied().unwrap_or(self.next_publish_seq);
+        let below = self.newly_acked.partition_point(|&s| s < lowest_open);
+        if below > 0 {
+            let ack = BasicAck { delivery_tag: self.newly_acked[below - 1], multiple: below > 1 };
+            encode_method(self.id, &Method::BasicAck(ack), out);
+        }
+        for &tag in &self.newly_acked[below..] {
+            encode_method(self.id, &Method::BasicAck(BasicAck { delivery_tag: tag, multiple: false }), out);
+        }
+        self.newly_acked.clear();
     }
 }

@@ -12,7 +12,7 @@ mod definitions;
 mod handshake;
 
 use crate::broker::Broker;
-use crate::queue_task::{OutDelivery, Outbound, QueueCmd, QueueRef, Sink};
+use crate::queue_task::{OutDelivery, Outbound, Publish, QueueCmd, QueueRef, Sink};
 use crate::vhost::VHost;
 use bytes::BytesMut;
 use channel::{Channel, ChannelState};
@@ -28,7 +28,7 @@ use warren_amqp::{
     encode_heartbeat, encode_method, ChannelClose, ConnectionClose, Frame, FrameDecoder, Method, ReplyCode, ShortStr,
 };
 use warren_core::queue::{ChannelKey, ConsumerId, Seq};
-use warren_core::{AmqpError, Message};
+use warren_core::AmqpError;
 
 /// Read buffer growth step; small so idle connections stay cheap.
 const READ_CHUNK: usize = 8 * 1024;
@@ -59,7 +59,7 @@ struct ConsumerEntry {
 /// each queue gets one command per batch instead of one per message.
 #[derive(Default)]
 struct Pending {
-    publishes: Vec<(QueueRef, Vec<Arc<Message>>)>,
+    publishes: Vec<(QueueRef, Vec<Publish>)>,
     acks: Vec<(QueueRef, Vec<Seq>)>,
     requeues: Vec<(QueueRef, Vec<Seq>)>,
     discards: Vec<(QueueRef, Vec<Seq>)>,
@@ -465,9 +465,14 @@ impl Connection {
     /// Sends batched publishes, acks and pokes to their queues, then the confirms they earn.
     async fn flush_pending(&mut self) {
         let p = std::mem::take(&mut self.pending);
-        for (queue, messages) in p.publishes {
-            // A queue deleted meanwhile drops the message, as if it had been deleted after.
-            queue.send(QueueCmd::Publish(messages)).await;
+        for (queue, batch) in p.publishes {
+            let wants_confirm: Vec<(u16, u64)> = batch.iter().filter_map(|p| p.confirm).collect();
+            let sink = (!wants_confirm.is_empty()).then(|| self.sink.clone());
+            // A queue deleted meanwhile drops the message, as if it had been deleted after;
+            // its publishes count as dealt with.
+            if !queue.send(QueueCmd::Publish { batch, sink }).await {
+                self.on_confirmed(true, wants_confirm);
+            }
         }
         for (queue, seqs) in p.acks {
             queue.send(QueueCmd::Ack(seqs)).await;
@@ -493,6 +498,7 @@ impl Connection {
                     self.deliver(d);
                 }
             }
+            Outbound::Confirmed { ok, publishes } => self.on_confirmed(ok, publishes),
             Outbound::Cancelled { channel, consumer } => {
                 if let Some(entry) = self.consumers.remove(&consumer) {
                     if let Some(ch) = self.channels.get_mut(&channel) {
@@ -503,6 +509,16 @@ impl Connection {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Queues report persistent publishes on disk; each is confirmed once every durable queue
+    /// it went to has it.
+    fn on_confirmed(&mut self, ok: bool, publishes: Vec<(u16, u64)>) {
+        for (ch, seq) in publishes {
+            if let Some(channel) = self.channels.get_mut(&ch) {
+                channel.queue_confirmed(seq, ok);
             }
         }
     }

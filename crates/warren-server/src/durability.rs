@@ -1,0 +1,144 @@
+//! The bridge to `warren-store`: the definitions store and the directory of queue message
+//! logs, and the conversions between the broker's definitions and their stored form.
+//!
+//! Store calls block on `fsync`; they run through [`blocking`] so a tokio worker hands its
+//! other tasks to another thread meanwhile.
+
+use parking_lot::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tracing::{info, warn};
+use warren_amqp::ShortStr;
+use warren_core::entity::{ExchangeMeta, QueueMeta};
+use warren_core::routing::ExchangeKind;
+use warren_core::AmqpError;
+use warren_store::{
+    DefinitionChange, DefinitionStore, Definitions, ExchangeDef, QueueDef, QueueLog, QueueLogConfig, RecoveredMessage,
+    StoreError,
+};
+
+/// Runs a blocking store call without stalling the tokio worker's other tasks.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+fn store_failed(what: &str, e: StoreError) -> AmqpError {
+    AmqpError::internal(format!("cannot {what}: {e}"))
+}
+
+pub struct Durability {
+    definitions: Mutex<DefinitionStore>,
+    queues_dir: PathBuf,
+    next_log_id: AtomicU64,
+}
+
+impl Durability {
+    /// Opens the data directory's stores; returns what the definitions store holds.
+    pub fn open(data_dir: &Path) -> Result<(Arc<Durability>, Definitions), StoreError> {
+        let (store, defs) = DefinitionStore::open(&data_dir.join("definitions"))?;
+        let queues_dir = data_dir.join("queues");
+        std::fs::create_dir_all(&queues_dir).map_err(|source| StoreError::Io { path: queues_dir.clone(), source })?;
+        let max_id = defs.queues.iter().map(|q| q.log_id).max().unwrap_or(0);
+        // Logs no definition names are left over from a queue deleted (or never finished
+        // declaring) just before a crash.
+        if let Ok(entries) = std::fs::read_dir(&queues_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let known = name.parse::<u64>().ok().is_some_and(|id| defs.queues.iter().any(|q| q.log_id == id));
+                if !known {
+                    warn!("removing orphaned queue log {}", entry.path().display());
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let durability = Durability {
+            definitions: Mutex::new(store),
+            queues_dir,
+            next_log_id: AtomicU64::new(max_id + 1),
+        };
+        Ok((Arc::new(durability), defs))
+    }
+
+    /// Makes definition changes durable (fsynced) before the caller replies `-ok`.
+    pub fn apply(&self, changes: &[DefinitionChange]) -> Result<(), AmqpError> {
+        blocking(|| self.definitions.lock().apply(changes)).map_err(|e| store_failed("store definitions", e))
+    }
+
+    /// Creates the message log of a new durable queue.
+    pub fn create_queue_log(&self) -> Result<(u64, QueueLog), AmqpError> {
+        let id = self.next_log_id.fetch_add(1, Ordering::Relaxed);
+        let (log, recovered, _) = self.open_queue_log(id).map_err(|e| store_failed("create a queue log", e))?;
+        debug_assert!(recovered.is_empty());
+        Ok((id, log))
+    }
+
+    /// Opens (recovering) a durable queue's message log.
+    pub fn open_queue_log(&self, id: u64) -> Result<(QueueLog, Vec<RecoveredMessage>, warren_store::RecoveryReport), StoreError> {
+        blocking(|| QueueLog::open(&self.queues_dir.join(id.to_string()), QueueLogConfig::default()))
+    }
+}
+
+pub fn exchange_def(vhost: &str, m: &ExchangeMeta) -> ExchangeDef {
+    ExchangeDef {
+        vhost: vhost.to_string(),
+        name: m.name.to_string(),
+        kind: m.kind.as_str().to_string(),
+        durable: true,
+        auto_delete: m.auto_delete,
+        internal: m.internal,
+        arguments: m.arguments.clone(),
+    }
+}
+
+pub fn exchange_meta(d: &ExchangeDef) -> Option<ExchangeMeta> {
+    let Some(kind) = ExchangeKind::parse(&d.kind) else {
+        warn!("stored exchange '{}' has unknown type '{}'; skipped", d.name, d.kind);
+        return None;
+    };
+    Some(ExchangeMeta {
+        name: short(&d.name)?,
+        kind,
+        durable: true,
+        auto_delete: d.auto_delete,
+        internal: d.internal,
+        arguments: d.arguments.clone(),
+    })
+}
+
+pub fn queue_def(vhost: &str, m: &QueueMeta, log_id: u64) -> QueueDef {
+    QueueDef {
+        vhost: vhost.to_string(),
+        name: m.name.to_string(),
+        auto_delete: m.auto_delete,
+        arguments: m.arguments.clone(),
+        log_id,
+    }
+}
+
+pub fn queue_meta(d: &QueueDef) -> Option<QueueMeta> {
+    Some(QueueMeta {
+        name: short(&d.name)?,
+        durable: true,
+        exclusive_owner: None,
+        auto_delete: d.auto_delete,
+        arguments: d.arguments.clone(),
+    })
+}
+
+fn short(s: &str) -> Option<ShortStr> {
+    ShortStr::from_bytes(bytes::Bytes::copy_from_slice(s.as_bytes()))
+}
+
+pub fn log_recovery(queue: &str, report: &warren_store::RecoveryReport) {
+    info!(
+        "recovered queue '{queue}': {} messages from {} segments in {:?}",
+        report.messages, report.segments, report.duration
+    );
+    for d in &report.damaged {
+        warn!("queue '{queue}': damaged log record: {d:?}");
+    }
+}
