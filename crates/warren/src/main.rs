@@ -1,5 +1,7 @@
 //! `warren`: the one command users run. `warren serve` starts the broker.
 
+mod bench;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -19,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Load an AMQP 0-9-1 broker (Warren or any other) and report rates, latency and CPU.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -46,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

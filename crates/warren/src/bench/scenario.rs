@@ -1,0 +1,143 @@
+//! The named scenarios, as the performance issue defines them. Their shapes are fixed, so
+//! that numbers from different runs and brokers compare; only the duration and the scale
+//! knobs (`--backlog-messages`, `--connections`) change, so that CI can run tiny versions.
+
+use std::time::Duration;
+
+use super::backlog::Backlog;
+use super::connections::IdleConnections;
+use super::consumer::AckMode;
+use super::load::Load;
+
+pub const NAMES: [&str; 8] = [
+    "transient",
+    "transient-autoack",
+    "persistent-confirm",
+    "fanout",
+    "latency",
+    "many-queues",
+    "backlog",
+    "connections",
+];
+
+/// What one scenario runs.
+#[derive(Debug, Clone)]
+pub enum Scenario {
+    Load(Load),
+    Backlog(Backlog),
+    Connections(IdleConnections),
+}
+
+/// The knobs that apply to named scenarios.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    pub duration: Duration,
+    pub backlog_messages: u64,
+    pub connections: usize,
+}
+
+/// The scenario called `name`, or `None` if there is none.
+pub fn named(name: &str, scale: Scale) -> Option<Scenario> {
+    // 1 producer -> 1 queue -> 1 consumer, 64 B, one ack per message, prefetch 1000.
+    let transient = Load {
+        name: name.to_owned(),
+        queues: 1,
+        durable: false,
+        fanout: false,
+        producers: 1,
+        consumers: 1,
+        connections: 0,
+        body_bytes: 64,
+        persistent: false,
+        confirm_window: None,
+        ack: AckMode::Each,
+        prefetch: 1000,
+        rate_per_s: None,
+        duration: scale.duration,
+    };
+    let scenario = match name {
+        "transient" => Scenario::Load(transient),
+        "transient-autoack" => Scenario::Load(Load { ack: AckMode::Auto, ..transient }),
+        "persistent-confirm" => Scenario::Load(Load {
+            durable: true,
+            persistent: true,
+            body_bytes: 1024,
+            confirm_window: Some(1000),
+            ..transient
+        }),
+        "fanout" => Scenario::Load(Load { queues: 10, fanout: true, consumers: 10, ..transient }),
+        "latency" => Scenario::Load(Load { rate_per_s: Some(10_000.0), ..transient }),
+        "many-queues" => Scenario::Load(Load { queues: 100, producers: 100, consumers: 100, connections: 10, ..transient }),
+        "backlog" => Scenario::Backlog(Backlog {
+            name: name.to_owned(),
+            messages: scale.backlog_messages,
+            body_bytes: 64,
+            ack: AckMode::Each,
+            prefetch: 1000,
+        }),
+        "connections" => Scenario::Connections(IdleConnections {
+            name: name.to_owned(),
+            count: scale.connections,
+            hold: scale.duration,
+        }),
+        _ => return None,
+    };
+    Some(scenario)
+}
+
+/// Expands `all` and comma-separated lists into scenario names, checking each.
+pub fn select(list: &str) -> anyhow::Result<Vec<&'static str>> {
+    let mut names = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item == "all" {
+            names.extend(NAMES);
+        } else {
+            match NAMES.iter().find(|n| **n == item) {
+                Some(name) => names.push(*name),
+                None => anyhow::bail!("no scenario `{item}`; the scenarios are: all, {}", NAMES.join(", ")),
+            }
+        }
+    }
+    if names.is_empty() {
+        anyhow::bail!("no scenario named; the scenarios are: all, {}", NAMES.join(", "));
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCALE: Scale = Scale { duration: Duration::from_secs(5), backlog_messages: 1000, connections: 10 };
+
+    #[test]
+    fn every_name_is_a_scenario() {
+        for name in NAMES {
+            assert!(named(name, SCALE).is_some(), "{name}");
+        }
+        assert!(named("nonsense", SCALE).is_none());
+    }
+
+    #[test]
+    fn all_expands_in_order_and_unknown_names_are_refused() {
+        assert_eq!(select("all").unwrap(), NAMES.to_vec());
+        assert_eq!(select("fanout, latency").unwrap(), vec!["fanout", "latency"]);
+        assert!(select("fanout,nope").is_err());
+        assert!(select("").is_err());
+    }
+
+    #[test]
+    fn persistent_confirm_is_durable_persistent_and_confirmed() {
+        let Some(Scenario::Load(load)) = named("persistent-confirm", SCALE) else { panic!() };
+        assert!(load.durable && load.persistent);
+        assert_eq!((load.body_bytes, load.confirm_window, load.ack), (1024, Some(1000), AckMode::Each));
+    }
+
+    #[test]
+    fn scale_knobs_reach_backlog_and_connections() {
+        let Some(Scenario::Backlog(backlog)) = named("backlog", SCALE) else { panic!() };
+        assert_eq!(backlog.messages, 1000);
+        let Some(Scenario::Connections(idle)) = named("connections", SCALE) else { panic!() };
+        assert_eq!(idle.count, 10);
+    }
+}
