@@ -41,7 +41,7 @@ impl Durability {
     pub fn open(data_dir: &Path) -> Result<(Arc<Durability>, Definitions), StoreError> {
         let (store, defs) = DefinitionStore::open(&data_dir.join("definitions"))?;
         let queues_dir = data_dir.join("queues");
-        std::fs::create_dir_all(&queues_dir).map_err(|source| StoreError::Io { path: queues_dir.clone(), source })?;
+        std::fs::create_dir_all(&queues_dir).map_err(|source| StoreError::Io { op: "create", path: queues_dir.clone(), source })?;
         let max_id = defs.queues.iter().map(|q| q.log_id).max().unwrap_or(0);
         // Logs no definition names are left over from a queue deleted (or never finished
         // declaring) just before a crash.
