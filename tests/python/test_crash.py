@@ -70,6 +70,8 @@ def test_kill_9_under_confirmed_load_loses_nothing_confirmed(tmp_path, seed):
         first.warren.process.send_signal(signal.SIGKILL)
         publisher.join(10)
         assert not publisher.is_alive()
+        # The kill must land mid-load for the run to test anything.
+        assert ACKED_BEFORE < len(confirmed) < MESSAGES, f"seed {seed}: {len(confirmed)} confirmed"
     finally:
         first.warren.stop()
 
