@@ -14,6 +14,7 @@
 mod erlang_term;
 mod headers;
 mod pmap;
+mod targets;
 mod topic;
 
 #[cfg(test)]
@@ -23,6 +24,7 @@ use headers::HeadersPattern;
 use pmap::PMap;
 use std::hash::Hash;
 use std::sync::Arc;
+use targets::Targets;
 use topic::TopicTrie;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
 
@@ -97,27 +99,6 @@ enum Index<D> {
     None,
 }
 
-/// The destinations reachable at one point of an index, each with the number of
-/// (destination, routing key) pairs that put it there (a topic node is reached by `#` and
-/// `#.#` alike). Unique, so a route through one point never yields a destination twice.
-pub(crate) type Targets<D> = PMap<D, u32>;
-
-fn add_target<D: Clone + Eq + Hash>(targets: &mut Targets<D>, dest: D) {
-    *targets.get_or_insert_with(dest, || 0) += 1;
-}
-
-/// Returns false if `dest` was not there.
-fn remove_target<D: Clone + Eq + Hash>(targets: &mut Targets<D>, dest: &D) -> bool {
-    let Some(count) = targets.get_mut(dest) else {
-        return false;
-    };
-    *count -= 1;
-    if *count == 0 {
-        targets.remove(dest);
-    }
-    true
-}
-
 impl<D: Clone + Eq + Hash + Ord> Router<D> {
     pub fn new(kind: ExchangeKind) -> Self {
         let index = match kind {
@@ -125,7 +106,12 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
             ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
             ExchangeKind::Fanout | ExchangeKind::Headers => Index::None,
         };
-        Router { kind, by_dest: PMap::new(), len: 0, index }
+        Router {
+            kind,
+            by_dest: PMap::new(),
+            len: 0,
+            index,
+        }
     }
 
     pub fn kind(&self) -> ExchangeKind {
@@ -139,8 +125,15 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
     /// refuses. An unvalidated bad `x-match` behaves as `all`, as in RabbitMQ.
     pub fn bind(&mut self, routing_key: &ShortStr, arguments: &FieldTable, dest: D) -> bool {
         let arguments = sorted(arguments);
-        let existing = self.by_dest.get(&dest).and_then(|keys| keys.get(routing_key.as_str()));
-        if existing.is_some_and(|bound| bound.iter().any(|b| identical_tables(&b.arguments, &arguments))) {
+        let existing = self
+            .by_dest
+            .get(&dest)
+            .and_then(|keys| keys.get(routing_key.as_str()));
+        if existing.is_some_and(|bound| {
+            bound
+                .iter()
+                .any(|b| identical_tables(&b.arguments, &arguments))
+        }) {
             return false;
         }
         let first_for_pair = existing.is_none();
@@ -149,8 +142,14 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
             _ => None,
         };
         let new = BoundArguments { arguments, pattern };
-        let bound: Arc<[BoundArguments]> = existing.into_iter().flat_map(|b| b.iter().cloned()).chain([new]).collect();
-        self.by_dest.get_or_insert_with(dest.clone(), PMap::new).insert(routing_key.clone(), bound);
+        let bound: Arc<[BoundArguments]> = existing
+            .into_iter()
+            .flat_map(|b| b.iter().cloned())
+            .chain([new])
+            .collect();
+        self.by_dest
+            .get_or_insert_with(dest.clone(), PMap::new)
+            .insert(routing_key.clone(), bound);
         self.len += 1;
         if first_for_pair {
             self.index_add(routing_key, dest);
@@ -162,14 +161,25 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
     /// is ok).
     pub fn unbind(&mut self, routing_key: &ShortStr, arguments: &FieldTable, dest: &D) -> bool {
         let arguments = sorted(arguments);
-        let Some(bound) = self.by_dest.get(dest).and_then(|keys| keys.get(routing_key.as_str())) else {
+        let Some(bound) = self
+            .by_dest
+            .get(dest)
+            .and_then(|keys| keys.get(routing_key.as_str()))
+        else {
             return false;
         };
-        let Some(pos) = bound.iter().position(|b| identical_tables(&b.arguments, &arguments)) else {
+        let Some(pos) = bound
+            .iter()
+            .position(|b| identical_tables(&b.arguments, &arguments))
+        else {
             return false;
         };
-        let rest: Arc<[BoundArguments]> =
-            bound.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, b)| b.clone()).collect();
+        let rest: Arc<[BoundArguments]> = bound
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != pos)
+            .map(|(_, b)| b.clone())
+            .collect();
         self.len -= 1;
         let Some(keys) = self.by_dest.get_mut(dest) else {
             return true;
@@ -211,7 +221,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
         match &self.index {
             Index::Direct(by_key) => {
                 if let Some(targets) = by_key.get(routing_key) {
-                    targets.for_each(|dest, _| out.push(dest.clone()));
+                    targets.for_each(|dest| out.push(dest.clone()));
                 }
             }
             Index::Topic(trie) => trie.route(routing_key, out),
@@ -219,7 +229,9 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
                 let headers = headers.map_or(&[][..], |h| &h.0[..]);
                 self.by_dest.for_each(|dest, keys| {
                     let matched = keys.any(|_, bound| {
-                        bound.iter().any(|b| b.pattern.as_ref().is_some_and(|p| p.matches(headers)))
+                        bound
+                            .iter()
+                            .any(|b| b.pattern.as_ref().is_some_and(|p| p.matches(headers)))
                     });
                     if matched {
                         out.push(dest.clone());
@@ -248,13 +260,16 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
     /// destination, in no particular order; for listing and persistence.
     pub fn bindings(&self) -> impl Iterator<Item = (&ShortStr, &FieldTable, &D)> {
         self.by_dest.iter().flat_map(|(dest, keys)| {
-            keys.iter().flat_map(move |(key, bound)| bound.iter().map(move |b| (key, &b.arguments, dest)))
+            keys.iter()
+                .flat_map(move |(key, bound)| bound.iter().map(move |b| (key, &b.arguments, dest)))
         })
     }
 
     fn index_add(&mut self, routing_key: &ShortStr, dest: D) {
         match &mut self.index {
-            Index::Direct(by_key) => add_target(by_key.get_or_insert_with(routing_key.clone(), PMap::new), dest),
+            Index::Direct(by_key) => by_key
+                .get_or_insert_with(routing_key.clone(), || Targets::Empty)
+                .add(dest),
             Index::Topic(trie) => trie.insert(routing_key, dest),
             Index::None => {}
         }
@@ -264,7 +279,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
         match &mut self.index {
             Index::Direct(by_key) => {
                 if let Some(targets) = by_key.get_mut(routing_key.as_str()) {
-                    remove_target(targets, dest);
+                    targets.remove(dest);
                     if targets.is_empty() {
                         by_key.remove(routing_key.as_str());
                     }

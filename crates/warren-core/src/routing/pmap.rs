@@ -4,12 +4,12 @@
 //! Why: the server publishes routing tables as immutable snapshots and clones the table on
 //! the first publish after each binding change. With ordinary maps that clone is O(bindings)
 //! (tens of milliseconds at 100,000 bindings); with `PMap` it is one reference count, and a
-//! change after a clone copies at most a dozen small nodes. When no snapshot shares a node it
-//! is changed in place.
+//! change after a clone copies only the branches on the path to one leaf.
 //!
-//! Layout: a node is a leaf (up to `LEAF_MAX` entries, scanned linearly) or a branch of 32
-//! children picked by 5 bits of the key's hash. Hashes come from one process-wide randomly
-//! keyed SipHash, so keys chosen by clients cannot steer entries into one leaf.
+//! Layout: a node is a leaf (up to `LEAF_MAX` entries, scanned linearly, rebuilt on change)
+//! or a branch of 32 children picked by 5 bits of the key's hash. Hashes come from one
+//! process-wide randomly keyed SipHash, so keys chosen by clients cannot steer entries into
+//! one leaf.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -18,23 +18,37 @@ use std::sync::{Arc, OnceLock};
 const BITS: u32 = 5;
 const FANOUT: usize = 1 << BITS;
 const LEAF_MAX: usize = 16;
+/// Leaves this small are searched by comparing keys, without hashing the key first.
+const COMPARE_WITHOUT_HASH_MAX: usize = 2;
 
 pub(crate) struct PMap<K, V> {
-    root: Option<Arc<Node<K, V>>>,
+    root: Option<Child<K, V>>,
     len: usize,
 }
 
-#[derive(Clone)]
-enum Node<K, V> {
-    Leaf(Vec<Entry<K, V>>),
-    Branch(Box<[Option<Arc<Node<K, V>>>; FANOUT]>),
+/// A reference to a node. Leaves are immutable slices (a change rebuilds the slice, at most
+/// `LEAF_MAX` entries): one pointer hop to reach the entries, one per branch level.
+enum Child<K, V> {
+    Leaf(Arc<[Entry<K, V>]>),
+    Branch(Arc<Branch<K, V>>),
 }
+
+type Branch<K, V> = [Option<Child<K, V>>; FANOUT];
 
 #[derive(Clone)]
 struct Entry<K, V> {
     hash: u64,
     key: K,
     value: V,
+}
+
+impl<K, V> Clone for Child<K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            Child::Leaf(entries) => Child::Leaf(entries.clone()),
+            Child::Branch(children) => Child::Branch(children.clone()),
+        }
+    }
 }
 
 /// The hash every `PMap` uses. One hasher for all maps lets a caller hash a key once and look
@@ -56,7 +70,10 @@ fn can_split(level: u32) -> bool {
 
 impl<K, V> Clone for PMap<K, V> {
     fn clone(&self) -> Self {
-        PMap { root: self.root.clone(), len: self.len }
+        PMap {
+            root: self.root.clone(),
+            len: self.len,
+        }
     }
 }
 
@@ -71,6 +88,7 @@ impl<K, V> PMap<K, V> {
         PMap { root: None, len: 0 }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -93,7 +111,10 @@ impl<K, V> PMap<K, V> {
 
     /// Every entry, in no particular order (allocates a small stack; not for hot paths).
     pub(crate) fn iter(&self) -> Iter<'_, K, V> {
-        Iter { stack: self.root.as_deref().into_iter().collect(), leaf: [].iter() }
+        Iter {
+            stack: self.root.iter().collect(),
+            leaf: [].iter(),
+        }
     }
 }
 
@@ -106,27 +127,34 @@ impl<K: Hash + Eq, V> PMap<K, V> {
         self.get_with_hash(key, &mut None)
     }
 
-    /// `get`, with the key's hash computed at most once across calls sharing `hash`. A map
-    /// that is a single leaf is searched by key alone, without hashing.
+    /// `get`, with the key's hash computed at most once across calls sharing `hash`, and not
+    /// at all for a map of a tiny leaf.
     pub(crate) fn get_with_hash<Q>(&self, key: &Q, hash: &mut Option<u64>) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut node = self.root.as_deref()?;
-        if let Node::Leaf(entries) = node {
-            return entries.iter().find(|e| e.key.borrow() == key).map(|e| &e.value);
-        }
-        let hash = *hash.get_or_insert_with(|| hash_of(key));
+        let mut child = self.root.as_ref()?;
         let mut level = 0;
         loop {
-            match node {
-                Node::Leaf(entries) => {
-                    return entries.iter().find(|e| e.hash == hash && e.key.borrow() == key).map(|e| &e.value)
+            match child {
+                Child::Leaf(entries) => {
+                    let found = if hash.is_none() && entries.len() <= COMPARE_WITHOUT_HASH_MAX {
+                        entries.iter().find(|e| e.key.borrow() == key)
+                    } else {
+                        let hash = *hash.get_or_insert_with(|| hash_of(key));
+                        entries
+                            .iter()
+                            .find(|e| e.hash == hash && e.key.borrow() == key)
+                    };
+                    return found.map(|e| &e.value);
                 }
-                Node::Branch(children) => node = children[slot(hash, level)].as_deref()?,
+                Child::Branch(children) => {
+                    let hash = *hash.get_or_insert_with(|| hash_of(key));
+                    child = children[slot(hash, level)].as_ref()?;
+                    level += 1;
+                }
             }
-            level += 1;
         }
     }
 
@@ -143,15 +171,16 @@ impl<K: Hash + Eq + Clone, V: Clone> PMap<K, V> {
     /// Inserts or replaces; returns the previous value.
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
         let mut value = Some(value);
-        let slot = self.get_or_insert_with(key, || value.take().expect("value used once"));
+        let slot =
+            self.get_or_insert_with(key, || value.take().expect("called only when inserting"));
         value.map(|v| std::mem::replace(slot, v))
     }
 
     /// The value for `key`, inserting `make()` first if there is none.
     pub(crate) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         let hash = hash_of(&key);
-        let root = self.root.get_or_insert_with(|| Arc::new(Node::Leaf(Vec::new())));
-        let (value, inserted) = Arc::make_mut(root).get_or_insert(hash, key, make, 0);
+        let root = self.root.get_or_insert_with(|| Child::Leaf(Arc::new([])));
+        let (value, inserted) = root.get_or_insert(hash, key, make, 0);
         self.len += usize::from(inserted);
         value
     }
@@ -165,7 +194,7 @@ impl<K: Hash + Eq + Clone, V: Clone> PMap<K, V> {
         if !self.contains_key(key) {
             return None;
         }
-        Arc::make_mut(self.root.as_mut()?).get_mut(hash_of(key), key, 0)
+        self.root.as_mut()?.get_mut(hash_of(key), key, 0)
     }
 
     pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<V>
@@ -176,8 +205,7 @@ impl<K: Hash + Eq + Clone, V: Clone> PMap<K, V> {
         if !self.contains_key(key) {
             return None;
         }
-        let root = self.root.as_mut()?;
-        let removed = Arc::make_mut(root).remove(hash_of(key), key, 0);
+        let removed = self.root.as_mut()?.remove(hash_of(key), key, 0);
         if removed.is_some() {
             self.len -= 1;
             if self.len == 0 {
@@ -188,68 +216,109 @@ impl<K: Hash + Eq + Clone, V: Clone> PMap<K, V> {
     }
 }
 
-impl<K, V> Node<K, V> {
+impl<K, V> Child<K, V> {
     fn for_each(&self, f: &mut impl FnMut(&K, &V)) {
         match self {
-            Node::Leaf(entries) => entries.iter().for_each(|e| f(&e.key, &e.value)),
-            Node::Branch(children) => children.iter().flatten().for_each(|c| c.for_each(f)),
+            Child::Leaf(entries) => entries.iter().for_each(|e| f(&e.key, &e.value)),
+            Child::Branch(children) => children.iter().flatten().for_each(|c| c.for_each(f)),
         }
     }
 
     fn any(&self, f: &mut impl FnMut(&K, &V) -> bool) -> bool {
         match self {
-            Node::Leaf(entries) => entries.iter().any(|e| f(&e.key, &e.value)),
-            Node::Branch(children) => children.iter().flatten().any(|c| c.any(f)),
+            Child::Leaf(entries) => entries.iter().any(|e| f(&e.key, &e.value)),
+            Child::Branch(children) => children.iter().flatten().any(|c| c.any(f)),
         }
     }
 
     fn is_empty(&self) -> bool {
         match self {
-            Node::Leaf(entries) => entries.is_empty(),
-            Node::Branch(children) => children.iter().all(Option::is_none),
+            Child::Leaf(entries) => entries.is_empty(),
+            Child::Branch(children) => children.iter().all(Option::is_none),
         }
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Node<K, V> {
+/// What an insertion does at one node, decided before anything is borrowed mutably.
+enum Step {
+    Found(usize),
+    Append,
+    Split,
+    Descend,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Child<K, V> {
     /// Returns the value slot and whether it was created.
-    fn get_or_insert(&mut self, hash: u64, key: K, make: impl FnOnce() -> V, level: u32) -> (&mut V, bool) {
-        let full_leaf_without_key = match self {
-            Node::Leaf(entries) => {
-                entries.len() >= LEAF_MAX && can_split(level) && !entries.iter().any(|e| e.hash == hash && e.key == key)
-            }
-            Node::Branch(_) => false,
-        };
-        if full_leaf_without_key {
-            self.split(level);
-        }
-        match self {
-            Node::Leaf(entries) => match entries.iter().position(|e| e.hash == hash && e.key == key) {
-                Some(index) => (&mut entries[index].value, false),
-                None => {
-                    entries.push(Entry { hash, key, value: make() });
-                    let last = entries.len() - 1;
-                    (&mut entries[last].value, true)
+    fn get_or_insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        make: impl FnOnce() -> V,
+        level: u32,
+    ) -> (&mut V, bool) {
+        let step = match self {
+            Child::Leaf(entries) => {
+                match entries.iter().position(|e| e.hash == hash && e.key == key) {
+                    Some(index) => Step::Found(index),
+                    None if entries.len() >= LEAF_MAX && can_split(level) => Step::Split,
+                    None => Step::Append,
                 }
-            },
-            Node::Branch(children) => {
-                let child = children[slot(hash, level)].get_or_insert_with(|| Arc::new(Node::Leaf(Vec::new())));
-                Arc::make_mut(child).get_or_insert(hash, key, make, level + 1)
+            }
+            Child::Branch(_) => Step::Descend,
+        };
+        match step {
+            Step::Found(index) => (&mut self.leaf_mut()[index].value, false),
+            Step::Append => {
+                if let Child::Leaf(entries) = self {
+                    let mut grown = Vec::with_capacity(entries.len() + 1);
+                    grown.extend(entries.iter().cloned());
+                    grown.push(Entry {
+                        hash,
+                        key,
+                        value: make(),
+                    });
+                    *entries = grown.into();
+                }
+                let entries = self.leaf_mut();
+                let last = entries.len() - 1;
+                (&mut entries[last].value, true)
+            }
+            Step::Split => {
+                self.split(level);
+                self.get_or_insert(hash, key, make, level)
+            }
+            Step::Descend => {
+                let Child::Branch(children) = self else {
+                    unreachable!("decided on a branch")
+                };
+                let slot = &mut Arc::make_mut(children)[slot(hash, level)];
+                let child = slot.get_or_insert_with(|| Child::Leaf(Arc::new([])));
+                child.get_or_insert(hash, key, make, level + 1)
             }
         }
     }
 
+    /// The entries of a leaf, copied first if a snapshot shares them. Empty for a branch.
+    fn leaf_mut(&mut self) -> &mut [Entry<K, V>] {
+        let Child::Leaf(entries) = self else {
+            return &mut [];
+        };
+        if Arc::get_mut(entries).is_none() {
+            *entries = entries.iter().cloned().collect();
+        }
+        Arc::get_mut(entries).expect("a freshly copied leaf is not shared")
+    }
+
     /// Turns a full leaf into a branch whose children hold its entries.
     fn split(&mut self, level: u32) {
-        let Node::Leaf(entries) = self else { return };
-        let mut children: [Option<Arc<Node<K, V>>>; FANOUT] = std::array::from_fn(|_| None);
-        for entry in entries.drain(..) {
-            let child = children[slot(entry.hash, level)].get_or_insert_with(|| Arc::new(Node::Leaf(Vec::new())));
-            if let Some(Node::Leaf(child_entries)) = Arc::get_mut(child) {
-                child_entries.push(entry);
-            }
+        let Child::Leaf(entries) = self else { return };
+        let mut buckets: [Vec<Entry<K, V>>; FANOUT] = std::array::from_fn(|_| Vec::new());
+        for entry in entries.iter() {
+            buckets[slot(entry.hash, level)].push(entry.clone());
         }
-        *self = Node::Branch(Box::new(children));
+        let children: Branch<K, V> =
+            buckets.map(|b| (!b.is_empty()).then(|| Child::Leaf(b.into())));
+        *self = Child::Branch(Arc::new(children));
     }
 
     fn get_mut<Q>(&mut self, hash: u64, key: &Q, level: u32) -> Option<&mut V>
@@ -258,12 +327,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Node<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         match self {
-            Node::Leaf(entries) => {
-                entries.iter_mut().find(|e| e.hash == hash && e.key.borrow() == key).map(|e| &mut e.value)
-            }
-            Node::Branch(children) => {
-                Arc::make_mut(children[slot(hash, level)].as_mut()?).get_mut(hash, key, level + 1)
-            }
+            Child::Leaf(_) => self
+                .leaf_mut()
+                .iter_mut()
+                .find(|e| e.hash == hash && e.key.borrow() == key)
+                .map(|e| &mut e.value),
+            Child::Branch(children) => Arc::make_mut(children)[slot(hash, level)]
+                .as_mut()?
+                .get_mut(hash, key, level + 1),
         }
     }
 
@@ -275,13 +346,22 @@ impl<K: Hash + Eq + Clone, V: Clone> Node<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         match self {
-            Node::Leaf(entries) => {
-                let index = entries.iter().position(|e| e.hash == hash && e.key.borrow() == key)?;
-                Some(entries.swap_remove(index).value)
+            Child::Leaf(entries) => {
+                let index = entries
+                    .iter()
+                    .position(|e| e.hash == hash && e.key.borrow() == key)?;
+                let removed = entries[index].value.clone();
+                *entries = entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != index)
+                    .map(|(_, e)| e.clone())
+                    .collect();
+                Some(removed)
             }
-            Node::Branch(children) => {
-                let child_slot = &mut children[slot(hash, level)];
-                let child = Arc::make_mut(child_slot.as_mut()?);
+            Child::Branch(children) => {
+                let child_slot = &mut Arc::make_mut(children)[slot(hash, level)];
+                let child = child_slot.as_mut()?;
                 let removed = child.remove(hash, key, level + 1);
                 if child.is_empty() {
                     *child_slot = None;
@@ -294,7 +374,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Node<K, V> {
 
 /// Depth-first iteration over a `PMap`.
 pub(crate) struct Iter<'a, K, V> {
-    stack: Vec<&'a Node<K, V>>,
+    stack: Vec<&'a Child<K, V>>,
     leaf: std::slice::Iter<'a, Entry<K, V>>,
 }
 
@@ -307,8 +387,8 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
                 return Some((&entry.key, &entry.value));
             }
             match self.stack.pop()? {
-                Node::Leaf(entries) => self.leaf = entries.iter(),
-                Node::Branch(children) => self.stack.extend(children.iter().flatten().map(|c| &**c)),
+                Child::Leaf(entries) => self.leaf = entries.iter(),
+                Child::Branch(children) => self.stack.extend(children.iter().flatten()),
             }
         }
     }
@@ -339,7 +419,10 @@ mod tests {
         *map.get_mut(&700).unwrap() = 0;
         map.insert(5000, 1);
         assert_eq!(snapshot.len(), 1000);
-        assert_eq!(contents(&snapshot), (0..1000).map(|i| (i, i)).collect::<Vec<_>>());
+        assert_eq!(
+            contents(&snapshot),
+            (0..1000).map(|i| (i, i)).collect::<Vec<_>>()
+        );
         assert_eq!(map.len(), 501);
         assert_eq!(map.get(&700), Some(&0));
         assert_eq!(map.get(&100), None);

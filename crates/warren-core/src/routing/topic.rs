@@ -11,7 +11,7 @@
 //! (possibly empty) words, so `a..b` has three words and `.` has two empty ones.
 
 use super::pmap::PMap;
-use super::{add_target, remove_target, Targets};
+use super::targets::Targets;
 use std::cell::RefCell;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -27,7 +27,9 @@ const CHUNK_NODES: usize = 64;
 #[derive(Clone)]
 pub(crate) struct TopicTrie<D> {
     /// The node arena, in copy-on-write chunks; a node's id is its index.
-    chunks: Vec<Arc<Vec<Node<D>>>>,
+    chunks: Vec<Arc<[Node<D>; CHUNK_NODES]>>,
+    /// Ids handed out so far (pruned ones included).
+    allocated: usize,
     /// Ids of pruned nodes, reused before the arena grows.
     free: Vec<NodeId>,
 }
@@ -46,11 +48,20 @@ struct Node<D> {
 
 impl<D> Node<D> {
     fn new(is_hash: bool) -> Node<D> {
-        Node { words: PMap::new(), star: None, hash: None, is_hash, targets: PMap::new() }
+        Node {
+            words: PMap::new(),
+            star: None,
+            hash: None,
+            is_hash,
+            targets: Targets::Empty,
+        }
     }
 
     fn is_prunable(&self) -> bool {
-        self.words.is_empty() && self.star.is_none() && self.hash.is_none() && self.targets.is_empty()
+        self.words.is_empty()
+            && self.star.is_none()
+            && self.hash.is_none()
+            && self.targets.is_empty()
     }
 }
 
@@ -100,7 +111,11 @@ const SCRATCH_KEEP_CAPACITY: usize = 4096;
 
 impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
     pub(crate) fn new() -> TopicTrie<D> {
-        TopicTrie { chunks: vec![Arc::new(vec![Node::new(false)])], free: Vec::new() }
+        TopicTrie {
+            chunks: vec![new_chunk()],
+            allocated: 1,
+            free: Vec::new(),
+        }
     }
 
     fn node(&self, id: NodeId) -> &Node<D> {
@@ -132,7 +147,7 @@ impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
                 }
             };
         }
-        add_target(&mut self.node_mut(at).targets, dest);
+        self.node_mut(at).targets.add(dest);
     }
 
     /// Removes one (pattern, destination) pair and prunes the nodes left empty.
@@ -146,7 +161,7 @@ impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
             path.push((at, edge));
             at = child;
         }
-        if !remove_target(&mut self.node_mut(at).targets, dest) {
+        if !self.node_mut(at).targets.remove(dest) {
             return;
         }
         // Walk back up, unlinking each node that is now useless.
@@ -184,15 +199,13 @@ impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
                 id
             }
             None => {
-                let last_chunk_full = self.chunks.last().is_none_or(|c| c.len() == CHUNK_NODES);
-                if last_chunk_full {
-                    self.chunks.push(Arc::new(Vec::with_capacity(CHUNK_NODES)));
+                let id = NodeId::try_from(self.allocated).expect("topic trie over 2^32 nodes");
+                if self.allocated == self.chunks.len() * CHUNK_NODES {
+                    self.chunks.push(new_chunk());
                 }
-                let chunk_index = self.chunks.len() - 1;
-                let chunk = Arc::make_mut(&mut self.chunks[chunk_index]);
-                chunk.push(Node::new(is_hash));
-                let id = chunk_index * CHUNK_NODES + chunk.len() - 1;
-                NodeId::try_from(id).expect("topic trie over 2^32 nodes")
+                self.allocated += 1;
+                self.node_mut(id).is_hash = is_hash;
+                id
             }
         }
     }
@@ -255,7 +268,7 @@ impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
             let targets = &self.node(id).targets;
             if !targets.is_empty() {
                 emitting_nodes += 1;
-                targets.for_each(|dest, _| out.push(dest.clone()));
+                targets.for_each(|dest| out.push(dest.clone()));
             }
         }
         // Each node's destinations are unique; only several nodes can repeat one.
@@ -278,8 +291,13 @@ impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
 
     #[cfg(test)]
     pub(crate) fn live_nodes(&self) -> usize {
-        self.chunks.iter().map(|c| c.len()).sum::<usize>() - self.free.len()
+        self.allocated - self.free.len()
     }
+}
+
+/// A chunk of unused nodes (an empty node owns no allocation).
+fn new_chunk<D>() -> Arc<[Node<D>; CHUNK_NODES]> {
+    Arc::new(std::array::from_fn(|_| Node::new(false)))
 }
 
 /// Sorts `out[start..]` and removes repeats in place, leaving `out[..start]` untouched.
