@@ -255,7 +255,7 @@ fn simulation_preserves_messages_and_order() {
         // Everything published is acked, held, or ready: nothing lost.
         let total = acked.len() + held.len() + q.message_count();
         assert_eq!(total as u64, next_msg, "seed {seed}: messages lost or duplicated");
-        let mut all: BTreeSet<u64> = acked.clone();
+        let mut all: BTreeSet<u64> = acked.iter().copied().collect();
         all.extend(held.values().map(|(m, _)| *m));
         assert_eq!(all.len(), acked.len() + held.len());
     }
