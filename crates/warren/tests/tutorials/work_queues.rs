@@ -131,7 +131,7 @@ fn work_queue_tasks_are_shared_between_two_workers_and_each_done_once() {
         let mut sent = vec!["hello".to_string()];
         new_task(&url, args(&[])).await.expect("new_task");
         for n in 1..=7 {
-            let words = [format!("Task"), format!("number {n}"), ".".repeat(n)];
+            let words = ["Task".to_string(), format!("number {n}"), ".".repeat(n)];
             let words: Vec<&str> = words.iter().map(String::as_str).collect();
             new_task(&url, args(&words)).await.expect("new_task");
             sent.push(words.join(" "));
