@@ -39,6 +39,9 @@ pub enum Outbound {
     Cancelled { channel: u16, consumer: ConsumerId },
     /// Persistent publishes are on disk (`ok`) or could not be stored: (channel, publish seq).
     Confirmed { ok: bool, publishes: Vec<(u16, u64)> },
+    /// A direct reply-to reply for this connection's reply consumer on `channel`, routed by
+    /// another connection (see `connection::reply_to`); `caller` names that consumer.
+    DirectReply { channel: u16, caller: u64, message: Arc<Message> },
 }
 
 /// One message for a queue. `confirm` names the channel and publish sequence number to

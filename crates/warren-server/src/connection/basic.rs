@@ -64,6 +64,9 @@ impl Connection {
     }
 
     pub(super) async fn basic_consume(&mut self, ch: u16, m: BasicConsume) -> Result<(), AmqpError> {
+        if let Some(done) = self.consume_replies(ch, &m) {
+            return done;
+        }
         let queue = self.lookup_queue(ch, &m.queue)?;
         let tag = if m.consumer_tag.is_empty() { ShortStr::from(names::consumer_tag()) } else { m.consumer_tag };
         let owner = self.channel_key(ch);
@@ -96,6 +99,7 @@ impl Connection {
     }
 
     pub(super) async fn basic_cancel(&mut self, ch: u16, m: BasicCancel) -> Result<(), AmqpError> {
+        self.cancel_replies(ch, &m.consumer_tag);
         let consumer = self.channel_mut(ch).consumers.get(&m.consumer_tag).map(|c| (c.id, c.queue.clone()));
         if let Some((id, queue)) = consumer {
             queue.call(|reply| QueueCmd::Cancel { consumer: id, reply }).await;
@@ -207,6 +211,7 @@ impl Connection {
                 )));
             }
         }
+        let header = self.rewrite_reply_to(ch, header)?;
         let message = Arc::new(Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
@@ -217,7 +222,8 @@ impl Connection {
         let mut queues = std::mem::take(&mut self.route_scratch);
         queues.clear();
         self.vhost.route(&ex, &message, &mut queues);
-        if queues.is_empty() && p.mandatory {
+        let direct_reply = super::reply_to::route_reply(&message);
+        if queues.is_empty() && p.mandatory && !direct_reply {
             let ret = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortStr::from_static("NO_ROUTE"),

@@ -147,6 +147,13 @@ impl Channel {
         tag
     }
 
+    /// Gives the next delivery tag for a delivery nobody settles (a direct reply-to reply).
+    pub fn next_unsettled_tag(&mut self) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        tag
+    }
+
     /// The deliveries a settlement covers: all up to `tag` if `multiple` (all if tag is 0),
     /// else exactly `tag`. `None` if `tag` is unknown: as RabbitMQ, even a `multiple`
     /// settlement must name an outstanding tag.

@@ -78,6 +78,9 @@ impl Connection {
     }
 
     pub(super) async fn queue_declare(&mut self, ch: u16, m: QueueDeclare) -> Result<(), AmqpError> {
+        if let Some(done) = self.declare_reply_queue(ch, &m) {
+            return done;
+        }
         let name = if m.queue.is_empty() && !m.passive {
             ShortStr::from(names::queue_name())
         } else if m.queue.is_empty() {

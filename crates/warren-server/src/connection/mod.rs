@@ -10,6 +10,7 @@ mod basic;
 mod channel;
 mod definitions;
 mod handshake;
+mod reply_to;
 
 use crate::broker::Broker;
 use crate::queue_task::{OutDelivery, Outbound, Publish, QueueCmd, QueueRef, Sink};
@@ -92,6 +93,8 @@ pub(crate) struct Connection {
     consumers: HashMap<ConsumerId, ConsumerEntry>,
     sink: Sink,
     outbound: mpsc::UnboundedReceiver<Outbound>,
+    /// Direct reply-to consumers of this connection's channels.
+    replies: reply_to::ReplyConsumers,
     pending: Pending,
     /// Deliveries written per consumer since the last credit report.
     written: Vec<(QueueRef, ConsumerId, u32)>,
@@ -137,6 +140,7 @@ pub(crate) async fn serve(broker: Arc<Broker>, mut socket: TcpStream, peer: Sock
         consumers: HashMap::new(),
         sink,
         outbound,
+        replies: reply_to::ReplyConsumers::default(),
         pending: Pending::default(),
         written: Vec::new(),
         exclusive_queues: Vec::new(),
@@ -499,6 +503,7 @@ impl Connection {
                 }
             }
             Outbound::Confirmed { ok, publishes } => self.on_confirmed(ok, publishes),
+            Outbound::DirectReply { channel, caller, message } => self.deliver_reply(channel, caller, message),
             Outbound::Cancelled { channel, consumer } => {
                 if let Some(entry) = self.consumers.remove(&consumer) {
                     if let Some(ch) = self.channels.get_mut(&channel) {
@@ -562,6 +567,7 @@ impl Connection {
             q.call(|reply| QueueCmd::ChannelClosed { owner, reply: Some(reply) }).await;
         }
         self.consumers.retain(|_, c| c.channel != ch);
+        self.replies.channel_closed(ch);
         // Deliveries sent before the queues saw the close were requeued by them: drop ours.
         self.drain_outbound();
     }
