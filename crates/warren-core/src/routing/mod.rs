@@ -4,7 +4,8 @@
 //! This module owns which bindings exist and which destinations a message reaches. It does
 //! not know what a destination is (the server plugs in its queue/exchange name type), does
 //! not follow exchange-to-exchange hops, and never looks at a message body. Routing allocates
-//! nothing but the caller's output vector: the publish path calls it once per message.
+//! nothing but the caller's output vector (topic routing also reuses two per-thread scratch
+//! vectors): the publish path calls it once per message.
 //!
 //! Binding identity is RabbitMQ's: (routing key, arguments, destination), where arguments are
 //! compared after a stable sort by key (so their order does not matter) and value types count
