@@ -83,6 +83,25 @@ pub enum QueueCmd {
     Delete { if_unused: bool, if_empty: bool, reply: oneshot::Sender<Result<usize, AmqpError>> },
 }
 
+impl QueueCmd {
+    /// Commands that may overtake publishes already waiting: none of them depends on
+    /// whether those publishes were applied. (`Get`, `Stats`, `Purge`, `Delete` and `Sync`
+    /// must see every earlier publish of their connection, so they queue behind them.)
+    fn is_control(&self) -> bool {
+        matches!(
+            self,
+            QueueCmd::Ack(_)
+                | QueueCmd::Requeue(_)
+                | QueueCmd::Discard(_)
+                | QueueCmd::Credit { .. }
+                | QueueCmd::Dispatch
+                | QueueCmd::Consume { .. }
+                | QueueCmd::Cancel { .. }
+                | QueueCmd::ChannelClosed { .. }
+        )
+    }
+}
+
 /// A queue as the rest of the broker sees it: its definition and its inbox.
 pub struct QueueHandle {
     pub id: u64,
@@ -90,7 +109,13 @@ pub struct QueueHandle {
     /// The message log of a durable queue (persistent messages survive restarts).
     pub log_id: Option<u64>,
     pub vhost: String,
+    /// Publishes and the commands that must see them in order (bounded: backpressure).
     inbox: mpsc::Sender<QueueCmd>,
+    /// Consumer-side commands (acks, credit, consume, cancel, channel close), served before
+    /// publishes so that a flood of publishes never starves the consumers that drain the
+    /// queue. Unbounded, but bounded in practice: acks by prefetch, the rest by callers
+    /// that wait for replies.
+    control: mpsc::UnboundedSender<QueueCmd>,
 }
 
 impl QueueHandle {
@@ -110,7 +135,11 @@ impl QueueHandle {
 
     /// Sends a command; false if the queue is gone (deleted meanwhile).
     pub async fn send(&self, cmd: QueueCmd) -> bool {
-        self.inbox.send(cmd).await.is_ok()
+        if cmd.is_control() {
+            self.control.send(cmd).is_ok()
+        } else {
+            self.inbox.send(cmd).await.is_ok()
+        }
     }
 
     /// Sends a command that carries a reply channel and waits for the reply; `None` if the
@@ -166,11 +195,12 @@ impl std::fmt::Debug for QueueRef {
 /// the messages recovered from it.
 pub fn spawn(id: u64, meta: QueueMeta, vhost: &Arc<VHost>, log: Option<(u64, QueueLog)>, recovered: Vec<RecoveredMessage>) -> QueueRef {
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (log_id, log) = match log {
         Some((id, log)) => (Some(id), Some(log)),
         None => (None, None),
     };
-    let queue = QueueRef(Arc::new(QueueHandle { id, meta, log_id, vhost: vhost.name.clone(), inbox: tx }));
+    let queue = QueueRef(Arc::new(QueueHandle { id, meta, log_id, vhost: vhost.name.clone(), inbox: tx, control: control_tx }));
     let mut state = QueueState::new();
     for r in recovered {
         state.restore(r.seq, Arc::new(restored_message(r.message)), r.redelivered);
@@ -189,7 +219,7 @@ pub fn spawn(id: u64, meta: QueueMeta, vhost: &Arc<VHost>, log: Option<(u64, Que
         last_sync: Instant::now(),
         unsynced_confirms: Vec::new(),
     };
-    tokio::spawn(task.run(rx));
+    tokio::spawn(task.run(rx, control_rx));
     queue
 }
 
@@ -239,12 +269,21 @@ enum PendingConfirm {
 }
 
 impl QueueTask {
-    async fn run(mut self, mut inbox: mpsc::Receiver<QueueCmd>) {
+    async fn run(mut self, mut inbox: mpsc::Receiver<QueueCmd>, mut control: mpsc::UnboundedReceiver<QueueCmd>) {
         let mut cmds = Vec::with_capacity(BATCH);
+        let mut control_cmds = Vec::new();
         while !self.deleted {
+            // Consumer-side commands first, then a batch of publishes.
+            let next = async {
+                tokio::select! {
+                    biased;
+                    n = control.recv_many(&mut control_cmds, BATCH) => n,
+                    n = inbox.recv_many(&mut cmds, BATCH) => n,
+                }
+            };
             let received = if self.log_dirty {
                 // Acks are buffered: sync them soon even if nothing else arrives.
-                match tokio::time::timeout(ACK_SYNC_INTERVAL, inbox.recv_many(&mut cmds, BATCH)).await {
+                match tokio::time::timeout(ACK_SYNC_INTERVAL, next).await {
                     Ok(n) => n,
                     Err(_) => {
                         self.sync();
@@ -252,12 +291,19 @@ impl QueueTask {
                     }
                 }
             } else {
-                inbox.recv_many(&mut cmds, BATCH).await
+                next.await
             };
             if received == 0 {
                 break;
             }
-            for cmd in cmds.drain(..) {
+            // Control commands that arrived meanwhile go before the publishes just taken.
+            while control_cmds.len() < BATCH {
+                match control.try_recv() {
+                    Ok(cmd) => control_cmds.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            for cmd in control_cmds.drain(..).chain(cmds.drain(..)) {
                 self.apply(cmd);
                 if self.deleted {
                     break;
