@@ -47,6 +47,9 @@ pub struct VHost {
     pub name: String,
     /// Serializes compound definition changes (e.g. delete a queue and its bindings).
     changes: Mutex<()>,
+    /// Bumped after every definition change: publishers cache routing results per
+    /// (exchange, routing key) and drop them when this moves.
+    generation: AtomicU64,
     exchanges: Snapshot<HashMap<ShortStr, Arc<Exchange>>>,
     queues: Snapshot<HashMap<ShortStr, QueueRef>>,
     next_queue_id: AtomicU64,
@@ -79,6 +82,7 @@ impl VHost {
         Arc::new(VHost {
             name: name.to_string(),
             changes: Mutex::new(()),
+            generation: AtomicU64::new(0),
             exchanges: Snapshot::new(exchanges),
             queues: Snapshot::new(HashMap::new()),
             next_queue_id: AtomicU64::new(1),
@@ -149,6 +153,16 @@ impl VHost {
         })
     }
 
+    /// Takes the definitions lock; the generation moves when the change is done.
+    fn change(&self) -> ChangeGuard<'_> {
+        ChangeGuard { _lock: self.changes.lock(), generation: &self.generation }
+    }
+
+    /// Changes whenever exchanges, queues or bindings change (see [`VHost::route`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
         self.exchanges.load().get(name).cloned()
     }
@@ -168,7 +182,7 @@ impl VHost {
     /// `exchange.declare` (not passive). Returns the existing exchange if an equivalent one
     /// exists.
     pub fn declare_exchange(&self, meta: ExchangeMeta) -> Result<Arc<Exchange>, AmqpError> {
-        let _guard = self.changes.lock();
+        let _guard = self.change();
         if let Some(existing) = self.exchanges.read(|m| m.get(&meta.name).cloned()) {
             existing.meta.check_equivalent(&meta, &self.name)?;
             return Ok(existing);
@@ -183,7 +197,7 @@ impl VHost {
 
     /// `exchange.delete`.
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
-        let _guard = self.changes.lock();
+        let _guard = self.change();
         let Some(ex) = self.exchanges.read(|m| m.get(name).cloned()) else {
             return Err(self.no_exchange(name));
         };
@@ -225,7 +239,7 @@ impl VHost {
     /// `queue.declare`. `connection` is the declaring connection (for exclusivity).
     /// Returns the queue and whether it was created now.
     pub fn declare_queue(self: &Arc<Self>, meta: QueueMeta, passive: bool, connection: u64) -> Result<(QueueRef, bool), AmqpError> {
-        let _guard = self.changes.lock();
+        let _guard = self.change();
         if let Some(existing) = self.queues.read(|m| m.get(&meta.name).cloned()) {
             check_exclusive_access(&existing, connection)?;
             if !passive {
@@ -263,7 +277,7 @@ impl VHost {
 
     /// Called by the queue's own task when it deletes itself.
     pub fn forget_queue(&self, queue: &QueueRef) {
-        let _guard = self.changes.lock();
+        let _guard = self.change();
         if queue.log_id.is_some() {
             let change = DefinitionChange::DeleteQueue { vhost: self.name.clone(), name: queue.name().to_string() };
             if let Err(e) = self.persist(&[change]) {
@@ -280,7 +294,7 @@ impl VHost {
 
     /// `queue.bind` / `exchange.bind`.
     pub fn bind(&self, source: &str, dest: Destination, routing_key: &ShortStr, arguments: &FieldTable) -> Result<(), AmqpError> {
-        let _guard = self.changes.lock();
+        let _guard = self.change();
         let ex = self.source_exchange(source)?;
         warren_core::routing::validate_binding_arguments(ex.meta.kind, arguments).map_err(AmqpError::precondition)?;
         if let Destination::Exchange(name) = &dest {
@@ -301,7 +315,7 @@ impl VHost {
 
     /// `queue.unbind` / `exchange.unbind`. Unbinding what is not bound succeeds, as in RabbitMQ.
     pub fn unbind(&self, source: &str, dest: &Destination, routing_key: &ShortStr, arguments: &FieldTable) -> Result<(), AmqpError> {
-        let _guard = self.changes.lock();
+        let _guard = self.change();
         let ex = self.source_exchange(source)?;
         let def = self.durable_binding(&ex, dest, routing_key, arguments);
         let (removed, now_empty) = ex.router.update(|r| (r.unbind(routing_key, arguments, dest), r.is_empty()));
@@ -326,21 +340,35 @@ impl VHost {
     }
 
     /// Routes a message from `ex`, following exchange-to-exchange bindings and alternate
-    /// exchanges; appends each destination queue once to `out`.
-    pub fn route(&self, ex: &Exchange, message: &Message, out: &mut Vec<QueueRef>) {
+    /// exchanges; appends each destination queue once to `out`. Returns whether the result
+    /// depends only on (exchange, routing key) and so may be reused for the next message
+    /// with the same pair while [`VHost::generation`] stays the same: it may not when a
+    /// headers exchange took part.
+    pub fn route(&self, ex: &Exchange, message: &Message, out: &mut Vec<QueueRef>) -> bool {
         let start = out.len();
         let mut visited: Vec<ShortStr> = Vec::new();
-        self.route_from(ex, message, out, &mut visited, 0);
+        let mut by_key_only = true;
+        self.route_from(ex, message, out, &mut visited, 0, &mut by_key_only);
         if out.len() - start > 1 {
             out[start..].sort_unstable();
             let mut deduped = out.split_off(start);
             deduped.dedup();
             out.extend(deduped);
         }
+        by_key_only
     }
 
-    fn route_from(&self, ex: &Exchange, message: &Message, out: &mut Vec<QueueRef>, visited: &mut Vec<ShortStr>, depth: usize) {
+    fn route_from(
+        &self,
+        ex: &Exchange,
+        message: &Message,
+        out: &mut Vec<QueueRef>,
+        visited: &mut Vec<ShortStr>,
+        depth: usize,
+        by_key_only: &mut bool,
+    ) {
         let before = out.len();
+        *by_key_only &= ex.meta.kind != ExchangeKind::Headers;
         if ex.is_default() {
             if let Some(q) = self.queue(&message.routing_key) {
                 out.push(q);
@@ -358,7 +386,7 @@ impl VHost {
                     if depth < MAX_ROUTING_DEPTH && !visited.contains(&name) && name != ex.meta.name {
                         visited.push(name.clone());
                         if let Some(next) = self.exchange(&name) {
-                            self.route_from(&next, message, out, visited, depth + 1);
+                            self.route_from(&next, message, out, visited, depth + 1, by_key_only);
                         }
                     }
                 }
@@ -370,11 +398,23 @@ impl VHost {
                 if depth < MAX_ROUTING_DEPTH && !visited.iter().any(|v| v.as_str() == ae) && ae != ex.meta.name.as_str() {
                     visited.push(ShortStr::from(ae));
                     if let Some(next) = self.exchange(ae) {
-                        self.route_from(&next, message, out, visited, depth + 1);
+                        self.route_from(&next, message, out, visited, depth + 1, by_key_only);
                     }
                 }
             }
         }
+    }
+}
+
+/// The definitions lock; dropping it publishes the change by moving the generation.
+struct ChangeGuard<'a> {
+    _lock: parking_lot::MutexGuard<'a, ()>,
+    generation: &'a AtomicU64,
+}
+
+impl Drop for ChangeGuard<'_> {
+    fn drop(&mut self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 

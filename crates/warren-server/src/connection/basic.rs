@@ -16,6 +16,14 @@ use warren_core::{AmqpError, Message};
 /// Class id of `basic`, the only content class.
 const CLASS_BASIC: u16 = 60;
 
+/// The last routing result of a connection, valid while the vhost's generation stays.
+pub(super) struct RouteCache {
+    generation: u64,
+    exchange: ShortStr,
+    routing_key: ShortStr,
+    queues: Vec<QueueRef>,
+}
+
 /// How a settlement disposes of the messages it covers.
 #[derive(Clone, Copy)]
 enum Settle {
@@ -189,15 +197,26 @@ impl Connection {
     /// Routes a whole message and queues it for the per-read flush; earns a confirm.
     fn publish(&mut self, ch: u16, p: BasicPublish, header: ContentHeader, body: Bytes) -> Result<(), AmqpError> {
         self.publishing = true;
-        let Some(ex) = self.vhost.exchange(&p.exchange) else {
-            return Err(self.vhost.no_exchange(&p.exchange));
+        let generation = self.vhost.generation();
+        // Publishers usually send many messages to one (exchange, routing key): reuse the
+        // last routing result while no definition has changed.
+        let cached = self.route_cache.as_ref().is_some_and(|c| {
+            c.generation == generation && c.exchange == p.exchange && c.routing_key == p.routing_key
+        });
+        let ex = if cached {
+            None
+        } else {
+            let Some(ex) = self.vhost.exchange(&p.exchange) else {
+                return Err(self.vhost.no_exchange(&p.exchange));
+            };
+            if ex.meta.internal {
+                return Err(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{}' in vhost '{}'",
+                    p.exchange, self.vhost.name
+                )));
+            }
+            Some(ex)
         };
-        if ex.meta.internal {
-            return Err(AmqpError::access_refused(format!(
-                "cannot publish to internal exchange '{}' in vhost '{}'",
-                p.exchange, self.vhost.name
-            )));
-        }
         if let Some(expiration) = &header.properties.expiration {
             if expiration.parse::<u64>().is_err() {
                 return Err(AmqpError::precondition(format!("invalid expiration '{expiration}'")));
@@ -221,7 +240,19 @@ impl Connection {
         });
         let mut queues = std::mem::take(&mut self.route_scratch);
         queues.clear();
-        self.vhost.route(&ex, &message, &mut queues);
+        match ex {
+            None => queues.extend(self.route_cache.as_ref().expect("checked").queues.iter().cloned()),
+            Some(ex) => {
+                if self.vhost.route(&ex, &message, &mut queues) {
+                    self.route_cache = Some(RouteCache {
+                        generation,
+                        exchange: message.exchange.clone(),
+                        routing_key: message.routing_key.clone(),
+                        queues: queues.clone(),
+                    });
+                }
+            }
+        }
         let direct_reply = super::reply_to::route_reply(&message);
         if queues.is_empty() && p.mandatory && !direct_reply {
             let ret = BasicReturn {

@@ -17,7 +17,7 @@ use crate::queue_task::{OutDelivery, Outbound, Publish, QueueCmd, QueueRef, Sink
 use crate::vhost::VHost;
 use bytes::BytesMut;
 use channel::{Channel, ChannelState};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,8 +89,8 @@ pub(crate) struct Connection {
     heartbeat: Duration,
     /// The client understands server-sent `basic.cancel`.
     cancel_notify: bool,
-    channels: HashMap<u16, Channel>,
-    consumers: HashMap<ConsumerId, ConsumerEntry>,
+    channels: FxHashMap<u16, Channel>,
+    consumers: FxHashMap<ConsumerId, ConsumerEntry>,
     sink: Sink,
     outbound: mpsc::UnboundedReceiver<Outbound>,
     /// Direct reply-to consumers of this connection's channels.
@@ -100,6 +100,7 @@ pub(crate) struct Connection {
     written: Vec<(QueueRef, ConsumerId, u32)>,
     exclusive_queues: Vec<QueueRef>,
     route_scratch: Vec<QueueRef>,
+    route_cache: Option<basic::RouteCache>,
     last_read: Instant,
     wrote_since_tick: bool,
     /// The client understands `connection.blocked`.
@@ -136,8 +137,8 @@ pub(crate) async fn serve(broker: Arc<Broker>, mut socket: TcpStream, peer: Sock
         channel_max: session.channel_max,
         heartbeat: Duration::from_secs(session.heartbeat as u64),
         cancel_notify: session.cancel_notify,
-        channels: HashMap::new(),
-        consumers: HashMap::new(),
+        channels: FxHashMap::default(),
+        consumers: FxHashMap::default(),
         sink,
         outbound,
         replies: reply_to::ReplyConsumers::default(),
@@ -145,6 +146,7 @@ pub(crate) async fn serve(broker: Arc<Broker>, mut socket: TcpStream, peer: Sock
         written: Vec::new(),
         exclusive_queues: Vec::new(),
         route_scratch: Vec::new(),
+        route_cache: None,
         last_read: Instant::now(),
         wrote_since_tick: false,
         blocked_notify: session.blocked_notify,
