@@ -27,8 +27,23 @@ const SCENARIOS: [&str; 8] = [
 fn every_scenario_runs_to_the_end_and_moves_messages_in_smoke_mode() {
     let broker = common::Broker::start();
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["bench", "--url", broker.url(), "--scenario", "all", "--duration", "1"])
-        .args(["--backlog-messages", "20000", "--connections", "100", "--json", "--quiet"])
+        .args([
+            "bench",
+            "--url",
+            broker.url(),
+            "--scenario",
+            "all",
+            "--duration",
+            "1",
+        ])
+        .args([
+            "--backlog-messages",
+            "20000",
+            "--connections",
+            "100",
+            "--json",
+            "--quiet",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -54,13 +69,19 @@ fn every_scenario_runs_to_the_end_and_moves_messages_in_smoke_mode() {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("warren bench did not finish within {BENCH_TIMEOUT:?}:\n{}", err_reader.join().unwrap());
+            panic!(
+                "warren bench did not finish within {BENCH_TIMEOUT:?}:\n{}",
+                err_reader.join().unwrap()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let stdout = out_reader.join().unwrap();
     let stderr = err_reader.join().unwrap();
-    assert!(status.success(), "warren bench failed ({status}):\n{stderr}");
+    assert!(
+        status.success(),
+        "warren bench failed ({status}):\n{stderr}"
+    );
 
     let reports: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
     for scenario in SCENARIOS {
@@ -71,21 +92,38 @@ fn every_scenario_runs_to_the_end_and_moves_messages_in_smoke_mode() {
         if scenario == "connections" {
             assert_eq!(number(report, "connections"), Some(100.0), "{report}");
         } else {
-            let consumed = number(report, "consumed").unwrap_or_else(|| panic!("no consumed count: {report}"));
+            let consumed =
+                number(report, "consumed").unwrap_or_else(|| panic!("no consumed count: {report}"));
             assert!(consumed > 0.0, "{scenario} consumed nothing: {report}");
         }
         assert!(number(report, "bench_cpu_seconds").is_some(), "{report}");
     }
-    let backlog = reports.iter().find(|r| r.contains("\"scenario\":\"backlog\"")).unwrap();
-    assert_eq!(number(backlog, "consumed"), Some(20_000.0), "the whole backlog is drained: {backlog}");
-    let latency = reports.iter().find(|r| r.contains("\"scenario\":\"latency\"")).unwrap();
-    assert!(number(latency, "latency_p99_us").is_some(), "latency percentiles come from body timestamps: {latency}");
+    let backlog = reports
+        .iter()
+        .find(|r| r.contains("\"scenario\":\"backlog\""))
+        .unwrap();
+    assert_eq!(
+        number(backlog, "consumed"),
+        Some(20_000.0),
+        "the whole backlog is drained: {backlog}"
+    );
+    let latency = reports
+        .iter()
+        .find(|r| r.contains("\"scenario\":\"latency\""))
+        .unwrap();
+    assert!(
+        number(latency, "latency_p99_us").is_some(),
+        "latency percentiles come from body timestamps: {latency}"
+    );
 }
 
 /// The number in `"key":NUMBER` of a flat JSON object; `None` if absent or `null`.
 fn number(json: &str, key: &str) -> Option<f64> {
     let pattern = format!("\"{key}\":");
     let start = json.find(&pattern)? + pattern.len();
-    let text: String = json[start..].chars().take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+')).collect();
+    let text: String = json[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+'))
+        .collect();
     text.parse().ok()
 }

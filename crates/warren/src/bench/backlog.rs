@@ -38,9 +38,15 @@ pub async fn run(backlog: &Backlog, ctx: &Context) -> anyhow::Result<Report> {
     let topology = Topology::new(&backlog.name, 1, false);
     let mut control = Client::connect(&ctx.url).await?;
     control.open_channel(1).await?;
-    topology.declare(&mut control, false).await.context("declaring the scenario's queue")?;
+    topology
+        .declare(&mut control, false)
+        .await
+        .context("declaring the scenario's queue")?;
     let outcome = fill_and_drain(backlog, ctx, &topology, &mut control).await;
-    let cleanup = topology.delete(&mut control).await.context("deleting the scenario's queue");
+    let cleanup = topology
+        .delete(&mut control)
+        .await
+        .context("deleting the scenario's queue");
     control.close().await;
     let report = outcome?;
     cleanup?;
@@ -70,9 +76,19 @@ async fn fill_and_drain(
     let publishers = open_publishers(&mut producer, &[spec], 1).await?;
     running.spawn(Driver::new(producer, publishers, vec![], stats.clone()).run(phase_rx.clone()));
 
-    let monitor = Monitor::start(&backlog.name, stats.clone(), Progress::Flow { deliveries_per_publish: 1 }, ctx.broker_pid, ctx.progress);
+    let monitor = Monitor::start(
+        &backlog.name,
+        stats.clone(),
+        Progress::Flow {
+            deliveries_per_publish: 1,
+        },
+        ctx.broker_pid,
+        ctx.progress,
+    );
     let cpu_before = process::cpu_time(Pid::Me);
-    let broker_cpu_before = ctx.broker_pid.and_then(|p| process::cpu_time(Pid::Other(p)));
+    let broker_cpu_before = ctx
+        .broker_pid
+        .and_then(|p| process::cpu_time(Pid::Other(p)));
     let started = Instant::now();
     let _ = phase.send(Phase::Publish);
     let outcome = async {
@@ -88,14 +104,26 @@ async fn fill_and_drain(
             }
             depth = now;
             if progressed.elapsed() > STALL_TIMEOUT {
-                bail!("the queue holds {depth} of {} messages and has stopped growing", backlog.messages);
+                bail!(
+                    "the queue holds {depth} of {} messages and has stopped growing",
+                    backlog.messages
+                );
             }
         }
         let filled = started.elapsed();
         let mut consumer = Client::connect(&ctx.url).await?;
-        let consumers = open_consumers(&mut consumer, std::slice::from_ref(queue), 1, "bench-drain", backlog.ack, backlog.prefetch).await?;
+        let consumers = open_consumers(
+            &mut consumer,
+            std::slice::from_ref(queue),
+            1,
+            "bench-drain",
+            backlog.ack,
+            backlog.prefetch,
+        )
+        .await?;
         let draining = Instant::now();
-        running.spawn(Driver::new(consumer, vec![], consumers, stats.clone()).run(phase_rx.clone()));
+        running
+            .spawn(Driver::new(consumer, vec![], consumers, stats.clone()).run(phase_rx.clone()));
         let mut consumed = 0;
         let mut progressed = Instant::now();
         while consumed < backlog.messages {
@@ -106,14 +134,19 @@ async fn fill_and_drain(
             }
             consumed = now;
             if progressed.elapsed() > STALL_TIMEOUT {
-                bail!("{consumed} of {} messages drained, and no more arrive", backlog.messages);
+                bail!(
+                    "{consumed} of {} messages drained, and no more arrive",
+                    backlog.messages
+                );
             }
         }
         anyhow::Ok((filled, draining.elapsed()))
     }
     .await;
     let cpu_after = process::cpu_time(Pid::Me);
-    let broker_cpu_after = ctx.broker_pid.and_then(|p| process::cpu_time(Pid::Other(p)));
+    let broker_cpu_after = ctx
+        .broker_pid
+        .and_then(|p| process::cpu_time(Pid::Other(p)));
     let broker_memory = monitor.stop().await;
     let _ = phase.send(Phase::Stop);
     let teardown = stop_all(running).await;
@@ -142,7 +175,10 @@ async fn fill_and_drain(
 }
 
 /// Sleeps for `period`, or returns early with the error of a connection that ended.
-async fn watch_for_failure(running: &mut JoinSet<anyhow::Result<()>>, period: Duration) -> anyhow::Result<()> {
+async fn watch_for_failure(
+    running: &mut JoinSet<anyhow::Result<()>>,
+    period: Duration,
+) -> anyhow::Result<()> {
     tokio::select! {
         _ = tokio::time::sleep(period) => Ok(()),
         Some(ended) = running.join_next() => match ended {

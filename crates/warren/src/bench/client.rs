@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use warren_amqp::{
-    encode_method, BasicConsume, BasicQos, ChannelClose, ConnectionClose, ConnectionOpen, ConnectionStartOk,
-    ConnectionTuneOk, ExchangeDeclare, ExchangeDelete, FieldTable, FieldValue, Frame, FrameDecoder, Method,
-    QueueBind, QueueDeclare, QueueDelete, ShortStr, PROTOCOL_HEADER,
+    encode_method, BasicConsume, BasicQos, ChannelClose, ConnectionClose, ConnectionOpen,
+    ConnectionStartOk, ConnectionTuneOk, ExchangeDeclare, ExchangeDelete, FieldTable, FieldValue,
+    Frame, FrameDecoder, Method, QueueBind, QueueDeclare, QueueDelete, ShortStr, PROTOCOL_HEADER,
 };
 
 use super::url::AmqpUrl;
@@ -55,11 +55,19 @@ impl Client {
             write_buf: BytesMut::with_capacity(INITIAL_BUFFER),
         };
         client.stream.write_all(PROTOCOL_HEADER).await?;
-        let start = match client.next_method(0).await.context("waiting for connection.start")? {
+        let start = match client
+            .next_method(0)
+            .await
+            .context("waiting for connection.start")?
+        {
             Method::ConnectionStart(start) => start,
             other => bail!("expected connection.start, got {}", other.name()),
         };
-        if !start.mechanisms.split(|&b| b == b' ').any(|m| m == b"PLAIN") {
+        if !start
+            .mechanisms
+            .split(|&b| b == b' ')
+            .any(|m| m == b"PLAIN")
+        {
             bail!("the broker does not offer PLAIN authentication");
         }
         let response = format!("\0{}\0{}", url.user, url.password);
@@ -70,16 +78,30 @@ impl Client {
             locale: ShortStr::from_static("en_US"),
         };
         client.send(0, &Method::ConnectionStartOk(start_ok)).await?;
-        let tune = match client.next_method(0).await.context("waiting for connection.tune (bad credentials?)")? {
+        let tune = match client
+            .next_method(0)
+            .await
+            .context("waiting for connection.tune (bad credentials?)")?
+        {
             Method::ConnectionTune(tune) => tune,
             other => bail!("expected connection.tune, got {}", other.name()),
         };
-        let frame_max = if tune.frame_max == 0 { DEFAULT_FRAME_MAX } else { tune.frame_max };
+        let frame_max = if tune.frame_max == 0 {
+            DEFAULT_FRAME_MAX
+        } else {
+            tune.frame_max
+        };
         client.frame_max = frame_max;
         client.decoder.set_max_frame_size(frame_max);
-        let tune_ok = ConnectionTuneOk { channel_max: tune.channel_max, frame_max, heartbeat: 0 };
+        let tune_ok = ConnectionTuneOk {
+            channel_max: tune.channel_max,
+            frame_max,
+            heartbeat: 0,
+        };
         client.send(0, &Method::ConnectionTuneOk(tune_ok)).await?;
-        let open = ConnectionOpen { virtual_host: ShortStr::truncating(&url.vhost) };
+        let open = ConnectionOpen {
+            virtual_host: ShortStr::truncating(&url.vhost),
+        };
         match client.call(0, &Method::ConnectionOpen(open)).await? {
             Method::ConnectionOpenOk => Ok(client),
             other => bail!("expected connection.open-ok, got {}", other.name()),
@@ -87,12 +109,19 @@ impl Client {
     }
 
     pub async fn open_channel(&mut self, channel: u16) -> anyhow::Result<()> {
-        self.expect(channel, Method::ChannelOpen, "channel.open-ok", |m| matches!(m, Method::ChannelOpenOk))
-            .await
+        self.expect(channel, Method::ChannelOpen, "channel.open-ok", |m| {
+            matches!(m, Method::ChannelOpenOk)
+        })
+        .await
     }
 
     /// Declares a queue (classic, no arguments) and returns its ready message count.
-    pub async fn declare_queue(&mut self, channel: u16, name: &str, durable: bool) -> anyhow::Result<u32> {
+    pub async fn declare_queue(
+        &mut self,
+        channel: u16,
+        name: &str,
+        durable: bool,
+    ) -> anyhow::Result<u32> {
         self.queue_declare(channel, name, durable, false).await
     }
 
@@ -101,7 +130,13 @@ impl Client {
         self.queue_declare(channel, name, false, true).await
     }
 
-    async fn queue_declare(&mut self, channel: u16, name: &str, durable: bool, passive: bool) -> anyhow::Result<u32> {
+    async fn queue_declare(
+        &mut self,
+        channel: u16,
+        name: &str,
+        durable: bool,
+        passive: bool,
+    ) -> anyhow::Result<u32> {
         let declare = QueueDeclare {
             queue: ShortStr::truncating(name),
             passive,
@@ -117,7 +152,13 @@ impl Client {
         }
     }
 
-    pub async fn declare_exchange(&mut self, channel: u16, name: &str, kind: &'static str, durable: bool) -> anyhow::Result<()> {
+    pub async fn declare_exchange(
+        &mut self,
+        channel: u16,
+        name: &str,
+        kind: &'static str,
+        durable: bool,
+    ) -> anyhow::Result<()> {
         let declare = ExchangeDeclare {
             exchange: ShortStr::truncating(name),
             kind: ShortStr::from_static(kind),
@@ -128,13 +169,21 @@ impl Client {
             nowait: false,
             arguments: FieldTable::new(),
         };
-        self.expect(channel, Method::ExchangeDeclare(declare), "exchange.declare-ok", |m| {
-            matches!(m, Method::ExchangeDeclareOk)
-        })
+        self.expect(
+            channel,
+            Method::ExchangeDeclare(declare),
+            "exchange.declare-ok",
+            |m| matches!(m, Method::ExchangeDeclareOk),
+        )
         .await
     }
 
-    pub async fn bind_queue(&mut self, channel: u16, queue: &str, exchange: &str) -> anyhow::Result<()> {
+    pub async fn bind_queue(
+        &mut self,
+        channel: u16,
+        queue: &str,
+        exchange: &str,
+    ) -> anyhow::Result<()> {
         let bind = QueueBind {
             queue: ShortStr::truncating(queue),
             exchange: ShortStr::truncating(exchange),
@@ -142,32 +191,63 @@ impl Client {
             nowait: false,
             arguments: FieldTable::new(),
         };
-        self.expect(channel, Method::QueueBind(bind), "queue.bind-ok", |m| matches!(m, Method::QueueBindOk)).await
-    }
-
-    pub async fn delete_queue(&mut self, channel: u16, name: &str) -> anyhow::Result<()> {
-        let delete = QueueDelete { queue: ShortStr::truncating(name), if_unused: false, if_empty: false, nowait: false };
-        self.expect(channel, Method::QueueDelete(delete), "queue.delete-ok", |m| {
-            matches!(m, Method::QueueDeleteOk { .. })
+        self.expect(channel, Method::QueueBind(bind), "queue.bind-ok", |m| {
+            matches!(m, Method::QueueBindOk)
         })
         .await
     }
 
+    pub async fn delete_queue(&mut self, channel: u16, name: &str) -> anyhow::Result<()> {
+        let delete = QueueDelete {
+            queue: ShortStr::truncating(name),
+            if_unused: false,
+            if_empty: false,
+            nowait: false,
+        };
+        self.expect(
+            channel,
+            Method::QueueDelete(delete),
+            "queue.delete-ok",
+            |m| matches!(m, Method::QueueDeleteOk { .. }),
+        )
+        .await
+    }
+
     pub async fn delete_exchange(&mut self, channel: u16, name: &str) -> anyhow::Result<()> {
-        let delete = ExchangeDelete { exchange: ShortStr::truncating(name), if_unused: false, nowait: false };
-        self.expect(channel, Method::ExchangeDelete(delete), "exchange.delete-ok", |m| {
-            matches!(m, Method::ExchangeDeleteOk)
-        })
+        let delete = ExchangeDelete {
+            exchange: ShortStr::truncating(name),
+            if_unused: false,
+            nowait: false,
+        };
+        self.expect(
+            channel,
+            Method::ExchangeDelete(delete),
+            "exchange.delete-ok",
+            |m| matches!(m, Method::ExchangeDeleteOk),
+        )
         .await
     }
 
     /// `basic.qos` with a per-consumer prefetch count (0 = unlimited).
     pub async fn qos(&mut self, channel: u16, prefetch: u16) -> anyhow::Result<()> {
-        let qos = BasicQos { prefetch_size: 0, prefetch_count: prefetch, global: false };
-        self.expect(channel, Method::BasicQos(qos), "basic.qos-ok", |m| matches!(m, Method::BasicQosOk)).await
+        let qos = BasicQos {
+            prefetch_size: 0,
+            prefetch_count: prefetch,
+            global: false,
+        };
+        self.expect(channel, Method::BasicQos(qos), "basic.qos-ok", |m| {
+            matches!(m, Method::BasicQosOk)
+        })
+        .await
     }
 
-    pub async fn consume(&mut self, channel: u16, queue: &str, tag: &str, no_ack: bool) -> anyhow::Result<()> {
+    pub async fn consume(
+        &mut self,
+        channel: u16,
+        queue: &str,
+        tag: &str,
+        no_ack: bool,
+    ) -> anyhow::Result<()> {
         let consume = BasicConsume {
             queue: ShortStr::truncating(queue),
             consumer_tag: ShortStr::truncating(tag),
@@ -177,16 +257,22 @@ impl Client {
             nowait: false,
             arguments: FieldTable::new(),
         };
-        self.expect(channel, Method::BasicConsume(consume), "basic.consume-ok", |m| {
-            matches!(m, Method::BasicConsumeOk { .. })
-        })
+        self.expect(
+            channel,
+            Method::BasicConsume(consume),
+            "basic.consume-ok",
+            |m| matches!(m, Method::BasicConsumeOk { .. }),
+        )
         .await
     }
 
     pub async fn confirm_select(&mut self, channel: u16) -> anyhow::Result<()> {
-        self.expect(channel, Method::ConfirmSelect { nowait: false }, "confirm.select-ok", |m| {
-            matches!(m, Method::ConfirmSelectOk)
-        })
+        self.expect(
+            channel,
+            Method::ConfirmSelect { nowait: false },
+            "confirm.select-ok",
+            |m| matches!(m, Method::ConfirmSelectOk),
+        )
         .await
     }
 
@@ -204,9 +290,11 @@ impl Client {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
             loop {
                 match self.next_frame().await {
-                    Ok(Frame::Method { channel: 0, method: Method::ConnectionCloseOk | Method::ConnectionClose(_) }) | Err(_) => {
-                        break
-                    }
+                    Ok(Frame::Method {
+                        channel: 0,
+                        method: Method::ConnectionCloseOk | Method::ConnectionClose(_),
+                    })
+                    | Err(_) => break,
                     Ok(_) => {}
                 }
             }
@@ -222,9 +310,15 @@ impl Client {
         is_reply: fn(&Method) -> bool,
     ) -> anyhow::Result<()> {
         let request_name = request.name();
-        let reply = self.call(channel, &request).await.with_context(|| format!("{request_name} on channel {channel}"))?;
+        let reply = self
+            .call(channel, &request)
+            .await
+            .with_context(|| format!("{request_name} on channel {channel}"))?;
         if !is_reply(&reply) {
-            bail!("{request_name}: expected {reply_name}, got {}", reply.name());
+            bail!(
+                "{request_name}: expected {reply_name}, got {}",
+                reply.name()
+            );
         }
         Ok(())
     }
@@ -250,15 +344,29 @@ impl Client {
         loop {
             let frame = self.next_frame().await?;
             match frame {
-                Frame::Method { channel: 0, method: Method::ConnectionClose(close) } => {
+                Frame::Method {
+                    channel: 0,
+                    method: Method::ConnectionClose(close),
+                } => {
                     let _ = self.send(0, &Method::ConnectionCloseOk).await;
-                    return Err(anyhow!("the broker closed the connection: {} ({})", close.reply_text.as_str(), close.reply_code));
+                    return Err(anyhow!(
+                        "the broker closed the connection: {} ({})",
+                        close.reply_text.as_str(),
+                        close.reply_code
+                    ));
                 }
-                Frame::Method { channel: c, method: Method::ChannelClose(close) } if c == channel => {
+                Frame::Method {
+                    channel: c,
+                    method: Method::ChannelClose(close),
+                } if c == channel => {
                     let _ = self.send(channel, &Method::ChannelCloseOk).await;
                     return Err(closed_channel(&close));
                 }
-                Frame::Method { channel: c, method } if c == channel && !is_asynchronous(&method) => return Ok(method),
+                Frame::Method { channel: c, method }
+                    if c == channel && !is_asynchronous(&method) =>
+                {
+                    return Ok(method)
+                }
                 Frame::Heartbeat { .. } => {}
                 other => self.stash.push_back(other),
             }
@@ -294,12 +402,21 @@ fn is_asynchronous(method: &Method) -> bool {
 }
 
 pub(super) fn closed_channel(close: &ChannelClose) -> anyhow::Error {
-    anyhow!("the broker closed the channel: {} ({})", close.reply_text.as_str(), close.reply_code)
+    anyhow!(
+        "the broker closed the channel: {} ({})",
+        close.reply_text.as_str(),
+        close.reply_code
+    )
 }
 
 fn client_properties() -> FieldTable {
     let mut capabilities = FieldTable::new();
-    for name in ["publisher_confirms", "basic.nack", "consumer_cancel_notify", "connection.blocked"] {
+    for name in [
+        "publisher_confirms",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+    ] {
         capabilities.insert(name, FieldValue::Bool(true));
     }
     let mut props = FieldTable::new();

@@ -35,16 +35,26 @@ pub async fn run(scenario: &IdleConnections, ctx: &Context) -> anyhow::Result<Re
     let topology = Topology::new(&scenario.name, 1, false);
     let mut control = Client::connect(&ctx.url).await?;
     control.open_channel(1).await?;
-    topology.declare(&mut control, false).await.context("declaring the scenario's queue")?;
+    topology
+        .declare(&mut control, false)
+        .await
+        .context("declaring the scenario's queue")?;
     let outcome = hold_connections(scenario, ctx, &topology.queues[0]).await;
-    let cleanup = topology.delete(&mut control).await.context("deleting the scenario's queue");
+    let cleanup = topology
+        .delete(&mut control)
+        .await
+        .context("deleting the scenario's queue");
     control.close().await;
     let report = outcome?;
     cleanup?;
     Ok(report)
 }
 
-async fn hold_connections(scenario: &IdleConnections, ctx: &Context, queue: &str) -> anyhow::Result<Report> {
+async fn hold_connections(
+    scenario: &IdleConnections,
+    ctx: &Context,
+    queue: &str,
+) -> anyhow::Result<Report> {
     let opened = Arc::new(AtomicU64::new(0));
     let monitor = Monitor::start(
         &scenario.name,
@@ -72,12 +82,18 @@ async fn hold_connections(scenario: &IdleConnections, ctx: &Context, queue: &str
     let mut extra = vec![
         ("connections", scenario.count as f64),
         ("open_seconds", open_seconds),
-        ("connections_per_s", scenario.count as f64 / open_seconds.max(1e-9)),
+        (
+            "connections_per_s",
+            scenario.count as f64 / open_seconds.max(1e-9),
+        ),
     ];
     if let (Some(memory), Some(held)) = (broker_memory, held) {
         extra.push(("broker_rss_held_bytes", held.rss_bytes as f64));
         let grown = held.rss_bytes.saturating_sub(memory.start);
-        extra.push(("broker_rss_per_connection_bytes", grown as f64 / scenario.count.max(1) as f64));
+        extra.push((
+            "broker_rss_per_connection_bytes",
+            grown as f64 / scenario.count.max(1) as f64,
+        ));
     }
     Ok(Report {
         scenario: scenario.name.clone(),
@@ -97,7 +113,12 @@ async fn hold_connections(scenario: &IdleConnections, ctx: &Context, queue: &str
 
 /// Opens `count` connections, [`IN_FLIGHT`] at a time; on any failure closes those already
 /// open and returns the error.
-async fn open_all(url: &AmqpUrl, queue: &str, count: usize, opened: &Arc<AtomicU64>) -> anyhow::Result<Vec<Client>> {
+async fn open_all(
+    url: &AmqpUrl,
+    queue: &str,
+    count: usize,
+    opened: &Arc<AtomicU64>,
+) -> anyhow::Result<Vec<Client>> {
     let mut clients = Vec::with_capacity(count);
     let mut pending = JoinSet::new();
     let mut started = 0;
@@ -118,7 +139,12 @@ async fn open_all(url: &AmqpUrl, queue: &str, count: usize, opened: &Arc<AtomicU
                 clients.push(client);
                 opened.fetch_add(1, Ordering::Relaxed);
             }
-            Some(Ok(Err(e))) => failure = Some(e.context(format!("opening connection {} of {count}", clients.len() + 1))),
+            Some(Ok(Err(e))) => {
+                failure = Some(e.context(format!(
+                    "opening connection {} of {count}",
+                    clients.len() + 1
+                )))
+            }
             Some(Err(e)) => failure = Some(anyhow::anyhow!("a connection task panicked: {e}")),
             None => break,
         }

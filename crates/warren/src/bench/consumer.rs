@@ -27,7 +27,9 @@ impl FromStr for AckMode {
             "manual" => Ok(AckMode::Each),
             _ => match s.strip_prefix("multiple:").map(str::parse::<u16>) {
                 Some(Ok(n)) if n > 0 => Ok(AckMode::Multiple(n)),
-                _ => Err(format!("`{s}`: expected auto, manual or multiple:N (N from 1 to 65535)")),
+                _ => Err(format!(
+                    "`{s}`: expected auto, manual or multiple:N (N from 1 to 65535)"
+                )),
             },
         }
     }
@@ -47,8 +49,14 @@ impl fmt::Display for AckMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
     Deliver,
-    Header { tag: u64 },
-    Body { tag: u64, remaining: u64, stamp: Option<u64> },
+    Header {
+        tag: u64,
+    },
+    Body {
+        tag: u64,
+        remaining: u64,
+        stamp: Option<u64>,
+    },
 }
 
 /// A delivery whose last frame has arrived.
@@ -73,37 +81,79 @@ impl Consumer {
             AckMode::Multiple(n) if prefetch > 0 => AckMode::Multiple(n.min(prefetch)),
             other => other,
         };
-        Consumer { channel, ack, expect: Expect::Deliver, unacked: 0 }
+        Consumer {
+            channel,
+            ack,
+            expect: Expect::Deliver,
+            unacked: 0,
+        }
     }
 
     pub fn on_deliver(&mut self, tag: u64) -> anyhow::Result<()> {
         if self.expect != Expect::Deliver {
-            anyhow::bail!("channel {}: basic.deliver in the middle of a previous delivery", self.channel);
+            anyhow::bail!(
+                "channel {}: basic.deliver in the middle of a previous delivery",
+                self.channel
+            );
         }
         self.expect = Expect::Header { tag };
         Ok(())
     }
 
-    pub fn on_header(&mut self, body_size: u64, out: &mut BytesMut) -> anyhow::Result<Option<Delivered>> {
+    pub fn on_header(
+        &mut self,
+        body_size: u64,
+        out: &mut BytesMut,
+    ) -> anyhow::Result<Option<Delivered>> {
         let Expect::Header { tag } = self.expect else {
-            anyhow::bail!("channel {}: content header without basic.deliver", self.channel);
+            anyhow::bail!(
+                "channel {}: content header without basic.deliver",
+                self.channel
+            );
         };
-        self.expect = Expect::Body { tag, remaining: body_size, stamp: None };
+        self.expect = Expect::Body {
+            tag,
+            remaining: body_size,
+            stamp: None,
+        };
         Ok(self.finish_if_complete(out))
     }
 
-    pub fn on_body(&mut self, payload: &[u8], out: &mut BytesMut) -> anyhow::Result<Option<Delivered>> {
-        let Expect::Body { tag, remaining, stamp } = self.expect else {
-            anyhow::bail!("channel {}: body frame without a content header", self.channel);
+    pub fn on_body(
+        &mut self,
+        payload: &[u8],
+        out: &mut BytesMut,
+    ) -> anyhow::Result<Option<Delivered>> {
+        let Expect::Body {
+            tag,
+            remaining,
+            stamp,
+        } = self.expect
+        else {
+            anyhow::bail!(
+                "channel {}: body frame without a content header",
+                self.channel
+            );
         };
         let stamp = stamp.or_else(|| payload.first_chunk::<8>().map(|b| u64::from_be_bytes(*b)));
         let remaining = remaining.saturating_sub(payload.len() as u64);
-        self.expect = Expect::Body { tag, remaining, stamp };
+        self.expect = Expect::Body {
+            tag,
+            remaining,
+            stamp,
+        };
         Ok(self.finish_if_complete(out))
     }
 
     fn finish_if_complete(&mut self, out: &mut BytesMut) -> Option<Delivered> {
-        let Expect::Body { tag, remaining: 0, stamp } = self.expect else { return None };
+        let Expect::Body {
+            tag,
+            remaining: 0,
+            stamp,
+        } = self.expect
+        else {
+            return None;
+        };
         self.expect = Expect::Deliver;
         match self.ack {
             AckMode::Auto => {}
@@ -121,7 +171,14 @@ impl Consumer {
 }
 
 fn ack(channel: u16, delivery_tag: u64, multiple: bool, out: &mut BytesMut) {
-    encode_method(channel, &Method::BasicAck(BasicAck { delivery_tag, multiple }), out);
+    encode_method(
+        channel,
+        &Method::BasicAck(BasicAck {
+            delivery_tag,
+            multiple,
+        }),
+        out,
+    );
 }
 
 #[cfg(test)]
@@ -132,7 +189,11 @@ mod tests {
     fn acks(out: &mut BytesMut) -> Vec<(u64, bool)> {
         let mut decoder = FrameDecoder::new(0);
         let mut acks = Vec::new();
-        while let Some(Frame::Method { method: Method::BasicAck(a), .. }) = decoder.decode(out).unwrap() {
+        while let Some(Frame::Method {
+            method: Method::BasicAck(a),
+            ..
+        }) = decoder.decode(out).unwrap()
+        {
             acks.push((a.delivery_tag, a.multiple));
         }
         acks
@@ -141,7 +202,10 @@ mod tests {
     fn deliver(consumer: &mut Consumer, tag: u64, body: &[u8], out: &mut BytesMut) -> Delivered {
         consumer.on_deliver(tag).unwrap();
         assert_eq!(consumer.on_header(body.len() as u64, out).unwrap(), None);
-        consumer.on_body(body, out).unwrap().expect("the whole body arrived")
+        consumer
+            .on_body(body, out)
+            .unwrap()
+            .expect("the whole body arrived")
     }
 
     #[test]
@@ -154,7 +218,12 @@ mod tests {
         first.extend_from_slice(&[0; 2]);
         assert_eq!(consumer.on_body(&first, &mut out).unwrap(), None);
         let done = consumer.on_body(&[9; 10], &mut out).unwrap();
-        assert_eq!(done, Some(Delivered { stamp_nanos: Some(77) }));
+        assert_eq!(
+            done,
+            Some(Delivered {
+                stamp_nanos: Some(77)
+            })
+        );
         assert!(out.is_empty(), "auto-ack sends no ack");
     }
 
@@ -163,8 +232,14 @@ mod tests {
         let mut consumer = Consumer::new(1, AckMode::Each, 10);
         let mut out = BytesMut::new();
         consumer.on_deliver(1).unwrap();
-        assert_eq!(consumer.on_header(0, &mut out).unwrap(), Some(Delivered { stamp_nanos: None }));
-        assert_eq!(deliver(&mut consumer, 2, b"abc", &mut out).stamp_nanos, None);
+        assert_eq!(
+            consumer.on_header(0, &mut out).unwrap(),
+            Some(Delivered { stamp_nanos: None })
+        );
+        assert_eq!(
+            deliver(&mut consumer, 2, b"abc", &mut out).stamp_nanos,
+            None
+        );
         assert_eq!(acks(&mut out), vec![(1, false), (2, false)]);
     }
 

@@ -9,6 +9,7 @@
 
 use anyhow::{anyhow, bail};
 use bytes::{Buf, BytesMut};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, Interest};
@@ -19,6 +20,7 @@ use super::client::{closed_channel, Client};
 use super::consumer::{Consumer, Delivered};
 use super::histogram::Histogram;
 use super::publisher::Publisher;
+use super::scan::{self, Hot, Peek};
 use super::stats::{now_nanos, Stats};
 
 /// Stop adding publishes once this much is waiting to be written: large enough for one
@@ -49,21 +51,26 @@ enum Role {
 
 pub struct Driver {
     client: Client,
-    write_buf: BytesMut,
-    roles: Vec<Role>,
-    publishers: Vec<Publisher>,
-    consumers: Vec<Consumer>,
+    channels: Channels,
     publishing: bool,
-    stats: Arc<Stats>,
-    latency: Histogram,
     last_merge: Instant,
 }
 
 impl Driver {
     /// Takes over a connection whose channels are set up (`confirm.select`, `basic.consume`
     /// done). Channel numbers must be unique across `publishers` and `consumers`.
-    pub fn new(client: Client, publishers: Vec<Publisher>, consumers: Vec<Consumer>, stats: Arc<Stats>) -> Driver {
-        let top = publishers.iter().map(|p| p.channel).chain(consumers.iter().map(|c| c.channel)).max().unwrap_or(0);
+    pub fn new(
+        client: Client,
+        publishers: Vec<Publisher>,
+        consumers: Vec<Consumer>,
+        stats: Arc<Stats>,
+    ) -> Driver {
+        let top = publishers
+            .iter()
+            .map(|p| p.channel)
+            .chain(consumers.iter().map(|c| c.channel))
+            .max()
+            .unwrap_or(0);
         let mut roles = vec![Role::Unused; top as usize + 1];
         for (i, p) in publishers.iter().enumerate() {
             roles[p.channel as usize] = Role::Publisher(i);
@@ -71,15 +78,19 @@ impl Driver {
         for (i, c) in consumers.iter().enumerate() {
             roles[c.channel as usize] = Role::Consumer(i);
         }
-        Driver {
-            client,
-            write_buf: BytesMut::with_capacity(WRITE_BATCH_BYTES * 2),
+        let channels = Channels {
             roles,
             publishers,
             consumers,
-            publishing: false,
+            write_buf: BytesMut::with_capacity(WRITE_BATCH_BYTES * 2),
             stats,
             latency: Histogram::default(),
+            batch: Batch::default(),
+        };
+        Driver {
+            client,
+            channels,
+            publishing: false,
             last_merge: Instant::now(),
         }
     }
@@ -87,21 +98,31 @@ impl Driver {
     /// Runs until the phase becomes [`Phase::Stop`] (then closes the connection in order) or
     /// the broker closes something (an error).
     pub async fn run(mut self, mut phase: watch::Receiver<Phase>) -> anyhow::Result<()> {
-        let stashed: Vec<Frame> = self.client.stash.drain(..).collect();
-        self.handle_frames(stashed)?;
+        let now = now_nanos();
+        for frame in std::mem::take(&mut self.client.stash) {
+            self.channels.on_frame(frame, now)?;
+        }
+        self.channels.end_batch();
         loop {
             match *phase.borrow_and_update() {
                 Phase::Stop => break,
                 Phase::Publish => self.start_publishing(),
                 Phase::Ready => self.publishing = false,
             }
-            let now = Instant::now();
-            if self.publishing && self.write_buf.len() < WRITE_BATCH_BYTES {
-                self.fill(now);
+            if self.publishing && self.channels.write_buf.len() < WRITE_BATCH_BYTES {
+                self.channels.fill(Instant::now());
             }
-            let interest =
-                if self.write_buf.is_empty() { Interest::READABLE } else { Interest::READABLE | Interest::WRITABLE };
-            let wake_at = if self.publishing && self.write_buf.is_empty() { self.next_credit_at() } else { None };
+            let writing = !self.channels.write_buf.is_empty();
+            let interest = if writing {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let wake_at = if self.publishing && !writing {
+                self.channels.next_credit_at()
+            } else {
+                None
+            };
             let ready = tokio::select! {
                 biased;
                 changed = phase.changed() => {
@@ -116,12 +137,17 @@ impl Driver {
             if ready.is_readable() {
                 self.read()?;
             }
-            if !self.write_buf.is_empty() {
+            if !self.channels.write_buf.is_empty() {
                 self.flush()?;
             }
         }
-        self.stats.merge_latency(&mut self.latency);
-        self.client.stream.write_all(&self.write_buf).await?;
+        self.channels
+            .stats
+            .merge_latency(&mut self.channels.latency);
+        self.client
+            .stream
+            .write_all(&self.channels.write_buf)
+            .await?;
         self.client.close().await;
         Ok(())
     }
@@ -129,11 +155,88 @@ impl Driver {
     fn start_publishing(&mut self) {
         if !self.publishing {
             let now = Instant::now();
-            for p in &mut self.publishers {
+            for p in &mut self.channels.publishers {
                 p.start(now);
             }
             self.publishing = true;
         }
+    }
+
+    /// Reads what the socket has (without waiting) and handles every whole frame in it:
+    /// per-message frames in place ([`scan`]), the rest through the codec.
+    fn read(&mut self) -> anyhow::Result<()> {
+        let read_buf = &mut self.client.read_buf;
+        read_buf.reserve(READ_CHUNK_BYTES);
+        match self.client.stream.try_read_buf(read_buf) {
+            Ok(0) => bail!("the broker closed the socket"),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let now = now_nanos();
+        let frame_max = self.client.frame_max;
+        loop {
+            match scan::peek(read_buf, frame_max) {
+                Peek::Hot(hot, len) => {
+                    self.channels.on_hot(hot, now)?;
+                    read_buf.advance(len);
+                }
+                Peek::Incomplete => break,
+                Peek::Other => match self.client.decoder.decode(read_buf)? {
+                    Some(frame) => self.channels.on_frame(frame, now)?,
+                    None => break,
+                },
+            }
+        }
+        self.channels.end_batch();
+        if self.last_merge.elapsed() >= MERGE_EVERY {
+            self.channels
+                .stats
+                .merge_latency(&mut self.channels.latency);
+            self.last_merge = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Writes as much of the write buffer as the socket takes without waiting.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let write_buf = &mut self.channels.write_buf;
+        while !write_buf.is_empty() {
+            match self.client.stream.try_write(write_buf) {
+                Ok(n) => write_buf.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts gathered during one read, added to the shared counters at its end.
+#[derive(Default)]
+struct Batch {
+    consumed: u64,
+    confirmed: u64,
+    nacked: u64,
+}
+
+/// The connection's channels and what they write: everything a frame can change.
+struct Channels {
+    roles: Vec<Role>,
+    publishers: Vec<Publisher>,
+    consumers: Vec<Consumer>,
+    write_buf: BytesMut,
+    stats: Arc<Stats>,
+    latency: Histogram,
+    batch: Batch,
+}
+
+impl Channels {
+    fn role(&self, channel: u16) -> Role {
+        self.roles
+            .get(channel as usize)
+            .copied()
+            .unwrap_or(Role::Unused)
     }
 
     /// Adds publishes to the write buffer, sharing the room fairly among this connection's
@@ -156,136 +259,147 @@ impl Driver {
     }
 
     fn next_credit_at(&self) -> Option<Instant> {
-        self.publishers.iter().filter_map(Publisher::next_credit_at).min()
+        self.publishers
+            .iter()
+            .filter_map(Publisher::next_credit_at)
+            .min()
     }
 
-    /// Reads what the socket has (without waiting) and handles every whole frame in it.
-    fn read(&mut self) -> anyhow::Result<()> {
-        self.client.read_buf.reserve(READ_CHUNK_BYTES);
-        match self.client.stream.try_read_buf(&mut self.client.read_buf) {
-            Ok(0) => bail!("the broker closed the socket"),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        let now = now_nanos();
-        let mut consumed = 0;
-        let mut confirmed = 0;
-        while let Some(frame) = self.client.decoder.decode(&mut self.client.read_buf)? {
-            match self.handle(frame)? {
-                Handled::Delivered(Delivered { stamp_nanos }) => {
-                    consumed += 1;
-                    if let Some(stamp) = stamp_nanos {
-                        self.latency.record(now.saturating_sub(stamp));
-                    }
-                }
-                Handled::Confirmed(n) => confirmed += n,
-                Handled::Nothing => {}
+    fn on_hot(&mut self, hot: Hot<'_>, now: u64) -> anyhow::Result<()> {
+        match hot {
+            Hot::Deliver {
+                channel,
+                delivery_tag,
+            } => match self.role(channel) {
+                Role::Consumer(i) => self.consumers[i].on_deliver(delivery_tag)?,
+                _ => bail!("basic.deliver on channel {channel}, which has no consumer"),
+            },
+            Hot::Header { channel, body_size } => {
+                if let Role::Consumer(i) = self.role(channel) {
+                    let delivered = self.consumers[i].on_header(body_size, &mut self.write_buf)?;
+                    self.delivered(delivered, now);
+                } // else: the content of a basic.return
             }
-        }
-        Stats::add(&self.stats.consumed, consumed);
-        Stats::add(&self.stats.confirmed, confirmed);
-        if self.last_merge.elapsed() >= MERGE_EVERY {
-            self.stats.merge_latency(&mut self.latency);
-            self.last_merge = Instant::now();
-        }
-        Ok(())
-    }
-
-    fn handle_frames(&mut self, frames: Vec<Frame>) -> anyhow::Result<()> {
-        let now = now_nanos();
-        for frame in frames {
-            match self.handle(frame)? {
-                Handled::Delivered(Delivered { stamp_nanos }) => {
-                    Stats::add(&self.stats.consumed, 1);
-                    if let Some(stamp) = stamp_nanos {
-                        self.latency.record(now.saturating_sub(stamp));
+            Hot::Body { channel, payload } => {
+                if let Role::Consumer(i) = self.role(channel) {
+                    let delivered = self.consumers[i].on_body(payload, &mut self.write_buf)?;
+                    self.delivered(delivered, now);
+                }
+            }
+            Hot::Confirm {
+                channel,
+                delivery_tag,
+                multiple,
+                nack,
+            } => {
+                if let Role::Publisher(i) = self.role(channel) {
+                    let settled = self.publishers[i].settle(delivery_tag, multiple);
+                    if nack {
+                        self.batch.nacked += settled;
+                    } else {
+                        self.batch.confirmed += settled;
                     }
                 }
-                Handled::Confirmed(n) => Stats::add(&self.stats.confirmed, n),
-                Handled::Nothing => {}
             }
         }
         Ok(())
     }
 
-    fn handle(&mut self, frame: Frame) -> anyhow::Result<Handled> {
+    fn delivered(&mut self, delivered: Option<Delivered>, now: u64) {
+        if let Some(Delivered { stamp_nanos }) = delivered {
+            self.batch.consumed += 1;
+            if let Some(stamp) = stamp_nanos {
+                self.latency.record(now.saturating_sub(stamp));
+            }
+        }
+    }
+
+    /// A frame the in-place scan left to the codec: connection and channel control, and in
+    /// principle per-message frames too (the handling is the same).
+    fn on_frame(&mut self, frame: Frame, now: u64) -> anyhow::Result<()> {
         match frame {
-            Frame::Body { channel, payload } => match self.role(channel) {
-                Role::Consumer(i) => Ok(self.consumers[i].on_body(&payload, &mut self.write_buf)?.into()),
-                _ => Ok(Handled::Nothing), // the body of a basic.return
-            },
-            Frame::Header { channel, header } => match self.role(channel) {
-                Role::Consumer(i) => Ok(self.consumers[i].on_header(header.body_size, &mut self.write_buf)?.into()),
-                _ => Ok(Handled::Nothing),
-            },
-            Frame::Method { channel, method } => self.handle_method(channel, method),
-            Frame::Heartbeat { .. } => Ok(Handled::Nothing),
+            Frame::Body { channel, payload } => self.on_hot(
+                Hot::Body {
+                    channel,
+                    payload: &payload,
+                },
+                now,
+            ),
+            Frame::Header { channel, header } => self.on_hot(
+                Hot::Header {
+                    channel,
+                    body_size: header.body_size,
+                },
+                now,
+            ),
+            Frame::Method { channel, method } => self.on_method(channel, method, now),
+            Frame::Heartbeat { .. } => Ok(()),
         }
     }
 
-    fn handle_method(&mut self, channel: u16, method: Method) -> anyhow::Result<Handled> {
-        match (method, self.role(channel)) {
-            (Method::BasicDeliver(d), Role::Consumer(i)) => self.consumers[i].on_deliver(d.delivery_tag)?,
-            (Method::BasicAck(a), Role::Publisher(i)) => {
-                return Ok(Handled::Confirmed(self.publishers[i].settle(a.delivery_tag, a.multiple)))
+    fn on_method(&mut self, channel: u16, method: Method, now: u64) -> anyhow::Result<()> {
+        match method {
+            Method::BasicDeliver(d) => self.on_hot(
+                Hot::Deliver {
+                    channel,
+                    delivery_tag: d.delivery_tag,
+                },
+                now,
+            )?,
+            Method::BasicAck(a) => self.on_hot(
+                Hot::Confirm {
+                    channel,
+                    delivery_tag: a.delivery_tag,
+                    multiple: a.multiple,
+                    nack: false,
+                },
+                now,
+            )?,
+            Method::BasicNack(n) => self.on_hot(
+                Hot::Confirm {
+                    channel,
+                    delivery_tag: n.delivery_tag,
+                    multiple: n.multiple,
+                    nack: true,
+                },
+                now,
+            )?,
+            Method::BasicCancel(_) => {
+                bail!("the broker cancelled the consumer on channel {channel} (was its queue deleted?)")
             }
-            (Method::BasicNack(n), Role::Publisher(i)) => {
-                let settled = self.publishers[i].settle(n.delivery_tag, n.multiple);
-                Stats::add(&self.stats.nacked, settled);
-            }
-            (Method::BasicCancel(_), Role::Consumer(_)) => {
-                bail!("the broker cancelled the consumer on channel {channel} (was its queue deleted?)");
-            }
-            (Method::ChannelFlow(flow), role) => {
-                if let Role::Publisher(i) = role {
+            Method::ChannelFlow(flow) => {
+                if let Role::Publisher(i) = self.role(channel) {
                     self.publishers[i].paused = !flow.active;
                 }
-                encode_method(channel, &Method::ChannelFlowOk(ChannelFlow { active: flow.active }), &mut self.write_buf);
+                encode_method(
+                    channel,
+                    &Method::ChannelFlowOk(ChannelFlow {
+                        active: flow.active,
+                    }),
+                    &mut self.write_buf,
+                );
             }
-            (Method::ChannelClose(close), _) => return Err(closed_channel(&close)),
-            (Method::ConnectionClose(close), _) => {
+            Method::ChannelClose(close) => return Err(closed_channel(&close)),
+            Method::ConnectionClose(close) => {
                 return Err(anyhow!(
                     "the broker closed the connection: {} ({})",
                     close.reply_text.as_str(),
                     close.reply_code
                 ))
             }
-            (Method::ConnectionBlocked(_), _) => self.stats.blocked.store(true, std::sync::atomic::Ordering::Relaxed),
-            (Method::ConnectionUnblocked, _) => self.stats.blocked.store(false, std::sync::atomic::Ordering::Relaxed),
+            Method::ConnectionBlocked(_) => self.stats.blocked.store(true, Ordering::Relaxed),
+            Method::ConnectionUnblocked => self.stats.blocked.store(false, Ordering::Relaxed),
             // basic.return (mandatory is never set), late replies: nothing to do.
             _ => {}
         }
-        Ok(Handled::Nothing)
-    }
-
-    fn role(&self, channel: u16) -> Role {
-        self.roles.get(channel as usize).copied().unwrap_or(Role::Unused)
-    }
-
-    /// Writes as much of the write buffer as the socket takes without waiting.
-    fn flush(&mut self) -> anyhow::Result<()> {
-        while !self.write_buf.is_empty() {
-            match self.client.stream.try_write(&self.write_buf) {
-                Ok(n) => self.write_buf.advance(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
         Ok(())
     }
-}
 
-/// What one frame amounted to, for the batch counters.
-enum Handled {
-    Nothing,
-    Delivered(Delivered),
-    Confirmed(u64),
-}
-
-impl From<Option<Delivered>> for Handled {
-    fn from(delivered: Option<Delivered>) -> Handled {
-        delivered.map_or(Handled::Nothing, Handled::Delivered)
+    fn end_batch(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        Stats::add(&self.stats.consumed, batch.consumed);
+        Stats::add(&self.stats.confirmed, batch.confirmed);
+        Stats::add(&self.stats.nacked, batch.nacked);
     }
 }
 

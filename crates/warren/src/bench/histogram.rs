@@ -22,7 +22,12 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Histogram {
-        Histogram { counts: vec![0; BUCKETS].into_boxed_slice(), total: 0, max: 0, top: 0 }
+        Histogram {
+            counts: vec![0; BUCKETS].into_boxed_slice(),
+            total: 0,
+            max: 0,
+            top: 0,
+        }
     }
 }
 
@@ -49,7 +54,10 @@ impl Histogram {
         if other.total == 0 {
             return;
         }
-        for (mine, theirs) in self.counts[..=other.top].iter_mut().zip(&other.counts[..=other.top]) {
+        for (mine, theirs) in self.counts[..=other.top]
+            .iter_mut()
+            .zip(&other.counts[..=other.top])
+        {
             *mine += theirs;
         }
         self.total += other.total;
@@ -115,7 +123,10 @@ mod tests {
         let mut previous = 0;
         for value in (0..200_000u64).chain([u64::MAX / 3, u64::MAX - 1]) {
             let index = bucket_of(value);
-            assert!(index == previous || index == previous + 1 || value > 200_000, "gap at {value}");
+            assert!(
+                index == previous || index == previous + 1 || value > 200_000,
+                "gap at {value}"
+            );
             previous = index;
         }
     }

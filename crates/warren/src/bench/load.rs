@@ -52,7 +52,11 @@ impl Load {
         let mut s = format!(
             "{} producer(s) -> {}{} {}queue(s) -> {} consumer(s), {} B, ack {}",
             self.producers,
-            if self.fanout { "fanout exchange -> " } else { "" },
+            if self.fanout {
+                "fanout exchange -> "
+            } else {
+                ""
+            },
             self.queues,
             if self.durable { "durable " } else { "" },
             self.consumers,
@@ -86,7 +90,10 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(scenario: &str, queues: usize, fanout: bool) -> Topology {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let prefix = format!("warren-bench-{scenario}-{}-{:x}", std::process::id(), nanos);
         Topology {
             queues: (0..queues).map(|i| format!("{prefix}-q{i}")).collect(),
@@ -96,7 +103,9 @@ impl Topology {
 
     pub async fn declare(&self, control: &mut Client, durable: bool) -> anyhow::Result<()> {
         if let Some(exchange) = &self.exchange {
-            control.declare_exchange(1, exchange, "fanout", durable).await?;
+            control
+                .declare_exchange(1, exchange, "fanout", durable)
+                .await?;
         }
         for queue in &self.queues {
             control.declare_queue(1, queue, durable).await?;
@@ -128,8 +137,14 @@ struct Layout {
 fn layout(load: &Load) -> Vec<Layout> {
     let queues = load.queues.max(1);
     if load.connections == 0 {
-        let producers = (0..load.producers).map(|i| Layout { producers: vec![i % queues], consumers: vec![] });
-        let consumers = (0..load.consumers).map(|j| Layout { producers: vec![], consumers: vec![j % queues] });
+        let producers = (0..load.producers).map(|i| Layout {
+            producers: vec![i % queues],
+            consumers: vec![],
+        });
+        let consumers = (0..load.consumers).map(|j| Layout {
+            producers: vec![],
+            consumers: vec![j % queues],
+        });
         return producers.chain(consumers).collect();
     }
     let mut layout: Vec<Layout> = (0..load.connections).map(|_| Layout::default()).collect();
@@ -139,7 +154,9 @@ fn layout(load: &Load) -> Vec<Layout> {
     // Shifted by one connection, so that a queue's consumer is not on its producer's
     // connection (when there is more than one).
     for j in 0..load.consumers {
-        layout[(j + 1) % load.connections].consumers.push(j % queues);
+        layout[(j + 1) % load.connections]
+            .consumers
+            .push(j % queues);
     }
     layout.retain(|l| !l.producers.is_empty() || !l.consumers.is_empty());
     layout
@@ -149,9 +166,15 @@ pub async fn run(load: &Load, ctx: &Context) -> anyhow::Result<Report> {
     let topology = Topology::new(&load.name, load.queues.max(1), load.fanout);
     let mut control = Client::connect(&ctx.url).await?;
     control.open_channel(1).await?;
-    topology.declare(&mut control, load.durable).await.context("declaring the scenario's queues")?;
+    topology
+        .declare(&mut control, load.durable)
+        .await
+        .context("declaring the scenario's queues")?;
     let outcome = measure(load, ctx, &topology).await;
-    let cleanup = topology.delete(&mut control).await.context("deleting the scenario's queues");
+    let cleanup = topology
+        .delete(&mut control)
+        .await
+        .context("deleting the scenario's queues");
     control.close().await;
     let report = outcome?;
     cleanup?;
@@ -168,7 +191,11 @@ async fn measure(load: &Load, ctx: &Context, topology: &Topology) -> anyhow::Res
             .iter()
             .map(|&q| PublisherSpec {
                 exchange: topology.exchange.clone().unwrap_or_default(),
-                routing_key: if topology.exchange.is_some() { String::new() } else { topology.queues[q].clone() },
+                routing_key: if topology.exchange.is_some() {
+                    String::new()
+                } else {
+                    topology.queues[q].clone()
+                },
                 body_bytes: load.body_bytes,
                 persistent: load.persistent,
                 confirm_window: load.confirm_window,
@@ -176,20 +203,29 @@ async fn measure(load: &Load, ctx: &Context, topology: &Topology) -> anyhow::Res
                 limit: None,
             })
             .collect();
-        let queues: Vec<String> = plan.consumers.iter().map(|&q| topology.queues[q].clone()).collect();
+        let queues: Vec<String> = plan
+            .consumers
+            .iter()
+            .map(|&q| topology.queues[q].clone())
+            .collect();
         let (url, stats, ack, prefetch) = (ctx.url.clone(), stats.clone(), load.ack, load.prefetch);
         setups.spawn(async move {
             let mut client = Client::connect(&url).await?;
             let publishers = open_publishers(&mut client, &specs, 1).await?;
             let first = publishers.len() as u16 + 1;
             let tag = format!("bench-{index}");
-            let consumers = open_consumers(&mut client, &queues, first, &tag, ack, prefetch).await?;
+            let consumers =
+                open_consumers(&mut client, &queues, first, &tag, ack, prefetch).await?;
             anyhow::Ok(Driver::new(client, publishers, consumers, stats))
         });
     }
     let mut drivers = Vec::new();
     while let Some(setup) = setups.join_next().await {
-        drivers.push(setup.context("a set-up task panicked")?.context("setting up a connection")?);
+        drivers.push(
+            setup
+                .context("a set-up task panicked")?
+                .context("setting up a connection")?,
+        );
     }
 
     let (phase, phase_rx) = watch::channel(Phase::Ready);
@@ -197,17 +233,25 @@ async fn measure(load: &Load, ctx: &Context, topology: &Topology) -> anyhow::Res
     for driver in drivers {
         running.spawn(driver.run(phase_rx.clone()));
     }
-    let deliveries_per_publish = if load.fanout { load.queues.max(1) as u64 } else { 1 };
+    let deliveries_per_publish = if load.fanout {
+        load.queues.max(1) as u64
+    } else {
+        1
+    };
     stats.reset();
     let monitor = Monitor::start(
         &load.name,
         stats.clone(),
-        Progress::Flow { deliveries_per_publish },
+        Progress::Flow {
+            deliveries_per_publish,
+        },
         ctx.broker_pid,
         ctx.progress,
     );
     let cpu_before = process::cpu_time(Pid::Me);
-    let broker_cpu_before = ctx.broker_pid.and_then(|p| process::cpu_time(Pid::Other(p)));
+    let broker_cpu_before = ctx
+        .broker_pid
+        .and_then(|p| process::cpu_time(Pid::Other(p)));
     let started = Instant::now();
     let _ = phase.send(Phase::Publish);
     let failure = tokio::select! {
@@ -221,7 +265,9 @@ async fn measure(load: &Load, ctx: &Context, topology: &Topology) -> anyhow::Res
     let seconds = started.elapsed().as_secs_f64();
     let counts = stats.counts();
     let cpu_after = process::cpu_time(Pid::Me);
-    let broker_cpu_after = ctx.broker_pid.and_then(|p| process::cpu_time(Pid::Other(p)));
+    let broker_cpu_after = ctx
+        .broker_pid
+        .and_then(|p| process::cpu_time(Pid::Other(p)));
     let broker_memory = monitor.stop().await;
     let _ = phase.send(Phase::Stop);
     let teardown = stop_all(running).await;
@@ -247,7 +293,11 @@ async fn measure(load: &Load, ctx: &Context, topology: &Topology) -> anyhow::Res
 }
 
 /// Opens one channel per publisher, from channel `first` on, in confirm mode if asked.
-pub async fn open_publishers(client: &mut Client, specs: &[PublisherSpec], first: u16) -> anyhow::Result<Vec<Publisher>> {
+pub async fn open_publishers(
+    client: &mut Client,
+    specs: &[PublisherSpec],
+    first: u16,
+) -> anyhow::Result<Vec<Publisher>> {
     let mut publishers = Vec::with_capacity(specs.len());
     for (channel, spec) in (first..).zip(specs) {
         client.open_channel(channel).await?;
@@ -274,7 +324,14 @@ pub async fn open_consumers(
         if ack != AckMode::Auto {
             client.qos(channel, prefetch).await?;
         }
-        client.consume(channel, queue, &format!("{tag}-{channel}"), ack == AckMode::Auto).await?;
+        client
+            .consume(
+                channel,
+                queue,
+                &format!("{tag}-{channel}"),
+                ack == AckMode::Auto,
+            )
+            .await?;
         consumers.push(Consumer::new(channel, ack, prefetch));
     }
     Ok(consumers)
@@ -350,7 +407,12 @@ mod tests {
         consumed.sort();
         assert_eq!(produced, (0..100).collect::<Vec<_>>());
         assert_eq!(consumed, produced);
-        assert!(layout.iter().all(|l| l.producers.len() == 10 && l.consumers.len() == 10));
-        assert!(!layout[0].consumers.contains(&layout[0].producers[0]), "a queue's ends share a connection");
+        assert!(layout
+            .iter()
+            .all(|l| l.producers.len() == 10 && l.consumers.len() == 10));
+        assert!(
+            !layout[0].consumers.contains(&layout[0].producers[0]),
+            "a queue's ends share a connection"
+        );
     }
 }

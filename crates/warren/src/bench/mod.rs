@@ -3,12 +3,12 @@
 //!
 //! It is built on Warren's own codec rather than a general client library because a 2-core
 //! machine must measure the broker, not the client: publishes are copied from a pre-encoded
-//! template and written hundreds per syscall, deliveries are decoded without copying, acks
+//! template and written hundreds per syscall, per-message frames are read in place (`scan`), acks
 //! and counters are batched per read (see `driver`). It speaks only standard 0-9-1 (PLAIN,
 //! confirms, qos, consume, ack), so the same numbers can be taken from RabbitMQ.
 //!
 //! Code map: `scenario` (the named scenarios), `load`, `backlog` and `connections` (how each
-//! kind runs), `driver` (the per-connection hot loop) with `publisher` and `consumer`,
+//! kind runs), `driver` (the per-connection hot loop) with `publisher`, `consumer` and `scan`,
 //! `client` (handshake and synchronous calls), `monitor` (progress line, broker memory),
 //! `report` (JSON and table), `stats`, `histogram`, `process` (`/proc`), `url`.
 
@@ -23,6 +23,7 @@ mod monitor;
 mod process;
 mod publisher;
 mod report;
+mod scan;
 mod scenario;
 mod stats;
 mod url;
@@ -39,7 +40,11 @@ use url::AmqpUrl;
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Broker to load: amqp://user:password@host:port/vhost
-    #[arg(long, env = "WARREN_BENCH_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2F")]
+    #[arg(
+        long,
+        env = "WARREN_BENCH_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    )]
     url: String,
     /// Named scenario(s) to run, comma-separated, or `all`: transient, transient-autoack,
     /// persistent-confirm, fanout, latency, many-queues, backlog, connections. Without it, one
@@ -119,17 +124,33 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs_f64(args.duration);
     let scenarios: Vec<Scenario> = match &args.scenario {
         Some(list) => {
-            let scale = Scale { duration, backlog_messages: args.backlog_messages, connections: args.connections };
-            scenario::select(list)?.into_iter().filter_map(|name| scenario::named(name, scale)).collect()
+            let scale = Scale {
+                duration,
+                backlog_messages: args.backlog_messages,
+                connections: args.connections,
+            };
+            scenario::select(list)?
+                .into_iter()
+                .filter_map(|name| scenario::named(name, scale))
+                .collect()
         }
         None => vec![Scenario::Load(custom_load(&args, duration))],
     };
     let runtime = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
     };
-    let ctx = Context { url, broker_pid: args.broker_pid, progress: !args.quiet };
+    let ctx = Context {
+        url,
+        broker_pid: args.broker_pid,
+        progress: !args.quiet,
+    };
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for scenario in scenarios {
@@ -157,7 +178,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     runtime.shutdown_timeout(Duration::from_secs(1));
     print_table(&reports, args.json);
     if !failures.is_empty() {
-        anyhow::bail!("{} scenario(s) failed: {}", failures.len(), failures.join(", "));
+        anyhow::bail!(
+            "{} scenario(s) failed: {}",
+            failures.len(),
+            failures.join(", ")
+        );
     }
     Ok(())
 }

@@ -41,7 +41,13 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn start(label: &str, stats: Arc<Stats>, progress: Progress, broker: Option<u32>, print: bool) -> Monitor {
+    pub fn start(
+        label: &str,
+        stats: Arc<Stats>,
+        progress: Progress,
+        broker: Option<u32>,
+        print: bool,
+    ) -> Monitor {
         let (stop, mut stopped) = oneshot::channel();
         let label = label.to_owned();
         let task = tokio::spawn(async move {
@@ -61,7 +67,9 @@ impl Monitor {
                     _ = &mut stopped => break,
                     _ = tick.tick() => {}
                 }
-                if let (Some(memory), Some(now)) = (memory.as_mut(), broker.and_then(process::memory)) {
+                if let (Some(memory), Some(now)) =
+                    (memory.as_mut(), broker.and_then(process::memory))
+                {
                     memory.peak = memory.peak.max(now.rss_bytes);
                     memory.end = now.rss_bytes;
                     memory.lifetime_peak = now.peak_rss_bytes;
@@ -101,7 +109,13 @@ struct Line {
 }
 
 impl Line {
-    fn new(label: String, stats: Arc<Stats>, progress: Progress, broker: Option<Pid>, print: bool) -> Line {
+    fn new(
+        label: String,
+        stats: Arc<Stats>,
+        progress: Progress,
+        broker: Option<Pid>,
+        print: bool,
+    ) -> Line {
         let now = Instant::now();
         Line {
             label,
@@ -126,13 +140,25 @@ impl Line {
         let latency = self.stats.take_interval_latency();
         let cpu = process::cpu_time(Pid::Me);
         let broker_cpu = self.broker.and_then(process::cpu_time);
-        let mut text = format!("{:<18} {:>4.0}s", self.label, now.duration_since(self.started).as_secs_f64());
+        let mut text = format!(
+            "{:<18} {:>4.0}s",
+            self.label,
+            now.duration_since(self.started).as_secs_f64()
+        );
         match &self.progress {
-            Progress::Flow { deliveries_per_publish } => {
+            Progress::Flow {
+                deliveries_per_publish,
+            } => {
                 let published = (counts.published - self.last.published) as f64 / seconds;
                 let consumed = (counts.consumed - self.last.consumed) as f64 / seconds;
-                let backlog = (counts.published * deliveries_per_publish).saturating_sub(counts.consumed);
-                text += &format!("  pub {:>9}/s  cons {:>9}/s  backlog {:>9}", group(published), group(consumed), group(backlog as f64));
+                let backlog =
+                    (counts.published * deliveries_per_publish).saturating_sub(counts.consumed);
+                text += &format!(
+                    "  pub {:>9}/s  cons {:>9}/s  backlog {:>9}",
+                    group(published),
+                    group(consumed),
+                    group(backlog as f64)
+                );
                 if let (Some(p50), Some(p99)) = (latency.quantile(0.5), latency.quantile(0.99)) {
                     text += &format!("  p50 {} p99 {}", millis(p50), millis(p99));
                 }
@@ -140,7 +166,11 @@ impl Line {
             Progress::Connections(opened) => {
                 let opened = opened.load(Ordering::Relaxed);
                 let rate = (opened - self.last_connections.min(opened)) as f64 / seconds;
-                text += &format!("  connections {:>7}  ({}/s)", group(opened as f64), group(rate));
+                text += &format!(
+                    "  connections {:>7}  ({}/s)",
+                    group(opened as f64),
+                    group(rate)
+                );
                 self.last_connections = opened;
             }
         }
@@ -158,7 +188,11 @@ impl Line {
         }
         if self.print {
             let mut err = std::io::stderr().lock();
-            let _ = if self.terminal { write!(err, "\r\x1b[K{text}") } else { writeln!(err, "{text}") };
+            let _ = if self.terminal {
+                write!(err, "\r\x1b[K{text}")
+            } else {
+                writeln!(err, "{text}")
+            };
             let _ = err.flush();
         }
         self.last_at = now;

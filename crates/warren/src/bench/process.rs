@@ -36,7 +36,9 @@ pub fn cpu_time(pid: Pid) -> Option<Duration> {
     let mut fields = after_name.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 1000 / TICKS_PER_SECOND))
+    Some(Duration::from_millis(
+        (utime + stime) * 1000 / TICKS_PER_SECOND,
+    ))
 }
 
 /// Resident memory now and at its peak (`VmRSS` and `VmHWM`), in bytes.
@@ -48,7 +50,10 @@ pub struct Memory {
 
 pub fn memory(pid: Pid) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("{}/status", pid.dir())).ok()?;
-    Some(Memory { rss_bytes: status_kib(&status, "VmRSS:")? * 1024, peak_rss_bytes: status_kib(&status, "VmHWM:")? * 1024 })
+    Some(Memory {
+        rss_bytes: status_kib(&status, "VmRSS:")? * 1024,
+        peak_rss_bytes: status_kib(&status, "VmHWM:")? * 1024,
+    })
 }
 
 fn status_kib(status: &str, key: &str) -> Option<u64> {
@@ -62,7 +67,9 @@ mod tests {
 
     #[test]
     fn own_cpu_time_grows_with_work() {
-        let Some(before) = cpu_time(Pid::Me) else { return }; // not Linux
+        let Some(before) = cpu_time(Pid::Me) else {
+            return;
+        }; // not Linux
         let mut x = 0u64;
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_millis(200) {
@@ -74,7 +81,9 @@ mod tests {
 
     #[test]
     fn own_memory_is_read_in_bytes() {
-        let Some(memory) = memory(Pid::Me) else { return }; // not Linux
+        let Some(memory) = memory(Pid::Me) else {
+            return;
+        }; // not Linux
         assert!(memory.rss_bytes > 100 * 1024, "{memory:?}");
         assert!(memory.peak_rss_bytes >= memory.rss_bytes);
     }

@@ -10,8 +10,8 @@ use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use warren_amqp::{
-    encode_body_frames, encode_content_header, encode_method, BasicProperties, BasicPublish, Method, ShortStr,
-    CLASS_BASIC,
+    encode_body_frames, encode_content_header, encode_method, BasicProperties, BasicPublish,
+    Method, ShortStr, CLASS_BASIC,
 };
 
 /// What one publishing channel sends, decided by the scenario.
@@ -54,13 +54,24 @@ impl Publisher {
             immediate: false,
         };
         encode_method(channel, &Method::BasicPublish(publish), &mut template);
-        let properties = BasicProperties { delivery_mode: Some(if spec.persistent { 2 } else { 1 }), ..Default::default() };
+        let properties = BasicProperties {
+            delivery_mode: Some(if spec.persistent { 2 } else { 1 }),
+            ..Default::default()
+        };
         let mut properties_raw = BytesMut::new();
         properties.encode(&mut properties_raw);
-        encode_content_header(channel, CLASS_BASIC, spec.body_bytes as u64, &properties_raw, &mut template);
+        encode_content_header(
+            channel,
+            CLASS_BASIC,
+            spec.body_bytes as u64,
+            &properties_raw,
+            &mut template,
+        );
         // The first body frame's payload starts after its 7-byte frame header.
         let body_start = template.len() + 7;
-        let body: Vec<u8> = (0..spec.body_bytes).map(|i| b'a' + (i % 26) as u8).collect();
+        let body: Vec<u8> = (0..spec.body_bytes)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
         encode_body_frames(channel, &body, frame_max, &mut template);
         // frame-max is at least 4096 (or unlimited), so the first body frame holds all 8 bytes.
         let stamp_at = (spec.body_bytes >= 8).then_some(body_start);
@@ -131,7 +142,9 @@ impl Publisher {
     /// Applies a `basic.ack` or `basic.nack` from the broker; returns how many messages it
     /// settled that were not settled before.
     pub fn settle(&mut self, delivery_tag: u64, multiple: bool) -> u64 {
-        self.confirms.as_mut().map_or(0, |c| c.settle(delivery_tag, multiple))
+        self.confirms
+            .as_mut()
+            .map_or(0, |c| c.settle(delivery_tag, multiple))
     }
 }
 
@@ -148,11 +161,17 @@ struct Confirms {
 
 impl Confirms {
     fn new(window: u64) -> Confirms {
-        Confirms { window: window.max(1), base: 1, settled: VecDeque::new(), outstanding: 0 }
+        Confirms {
+            window: window.max(1),
+            base: 1,
+            settled: VecDeque::new(),
+            outstanding: 0,
+        }
     }
 
     fn published(&mut self, count: u64) {
-        self.settled.extend(std::iter::repeat_n(false, count as usize));
+        self.settled
+            .extend(std::iter::repeat_n(false, count as usize));
         self.outstanding += count;
     }
 
@@ -205,14 +224,22 @@ mod tests {
         publisher.publish(2, 0x0102_0304_0506_0708, &mut out);
         let mut decoder = FrameDecoder::new(131_072);
         for _ in 0..2 {
-            let Some(Frame::Method { channel: 7, method: Method::BasicPublish(p) }) = decoder.decode(&mut out).unwrap() else {
+            let Some(Frame::Method {
+                channel: 7,
+                method: Method::BasicPublish(p),
+            }) = decoder.decode(&mut out).unwrap()
+            else {
                 panic!("expected basic.publish")
             };
             assert_eq!((p.exchange.as_str(), p.routing_key.as_str()), ("x", "q"));
-            let Some(Frame::Header { header, .. }) = decoder.decode(&mut out).unwrap() else { panic!("expected header") };
+            let Some(Frame::Header { header, .. }) = decoder.decode(&mut out).unwrap() else {
+                panic!("expected header")
+            };
             assert_eq!(header.body_size, 64);
             assert!(header.properties.is_persistent());
-            let Some(Frame::Body { mut payload, .. }) = decoder.decode(&mut out).unwrap() else { panic!("expected body") };
+            let Some(Frame::Body { mut payload, .. }) = decoder.decode(&mut out).unwrap() else {
+                panic!("expected body")
+            };
             assert_eq!(payload.len(), 64);
             assert_eq!(payload.get_u64(), 0x0102_0304_0506_0708);
         }
@@ -246,7 +273,11 @@ mod tests {
         assert_eq!(publisher.settle(2, false), 1);
         assert_eq!(publisher.credit(now), 1);
         assert_eq!(publisher.settle(3, true), 2);
-        assert_eq!(publisher.settle(3, true), 0, "a repeated ack settles nothing");
+        assert_eq!(
+            publisher.settle(3, true),
+            0,
+            "a repeated ack settles nothing"
+        );
         assert_eq!(publisher.credit(now), 3);
     }
 
@@ -263,7 +294,10 @@ mod tests {
         publisher.publish(10, 0, &mut BytesMut::new());
         assert_eq!(publisher.credit(t0 + Duration::from_millis(10)), 0);
         let next = publisher.next_credit_at().unwrap() - t0;
-        assert!(next.abs_diff(Duration::from_millis(11)) < Duration::from_micros(1), "{next:?}");
+        assert!(
+            next.abs_diff(Duration::from_millis(11)) < Duration::from_micros(1),
+            "{next:?}"
+        );
     }
 
     #[test]
@@ -273,6 +307,6 @@ mod tests {
         spec.limit = Some(5);
         let mut publisher = Publisher::new(1, &spec, 131_072);
         publisher.publish(publisher.credit(Instant::now()), 0, &mut BytesMut::new());
-                assert_eq!(publisher.credit(Instant::now()), 0);
+        assert_eq!(publisher.credit(Instant::now()), 0);
     }
 }

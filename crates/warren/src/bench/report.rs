@@ -57,17 +57,23 @@ pub struct Report {
 
 impl Report {
     pub fn published_per_s(&self) -> f64 {
-        self.published_per_s.unwrap_or_else(|| per_second(self.published, self.seconds))
+        self.published_per_s
+            .unwrap_or_else(|| per_second(self.published, self.seconds))
     }
 
     pub fn consumed_per_s(&self) -> f64 {
-        self.consumed_per_s.unwrap_or_else(|| per_second(self.consumed, self.seconds))
+        self.consumed_per_s
+            .unwrap_or_else(|| per_second(self.consumed, self.seconds))
     }
 
     /// The bench's CPU time per consumed message (or per published one when nothing was
     /// consumed), nanoseconds: the cost of both ends of a message in this client.
     pub fn bench_cpu_ns_per_message(&self) -> Option<f64> {
-        let messages = if self.consumed > 0 { self.consumed } else { self.published };
+        let messages = if self.consumed > 0 {
+            self.consumed
+        } else {
+            self.published
+        };
         (messages > 0).then_some(self.bench_cpu_seconds? * 1e9 / messages as f64)
     }
 
@@ -89,9 +95,15 @@ impl Report {
         o.number("latency_p999_us", us(|l| l.p999));
         o.number("latency_max_us", us(|l| l.max));
         o.number("bench_cpu_seconds", self.bench_cpu_seconds);
-        o.number("bench_cpu_cores", self.bench_cpu_seconds.map(|c| c / self.seconds.max(1e-9)));
+        o.number(
+            "bench_cpu_cores",
+            self.bench_cpu_seconds.map(|c| c / self.seconds.max(1e-9)),
+        );
         o.number("bench_cpu_ns_per_msg", self.bench_cpu_ns_per_message());
-        o.number("broker_cpu_cores", self.broker_cpu_seconds.map(|c| c / self.seconds.max(1e-9)));
+        o.number(
+            "broker_cpu_cores",
+            self.broker_cpu_seconds.map(|c| c / self.seconds.max(1e-9)),
+        );
         let memory = |f: fn(&BrokerMemory) -> u64| self.broker_memory.as_ref().map(|m| f(m) as f64);
         o.number("broker_rss_start_bytes", memory(|m| m.start));
         o.number("broker_rss_peak_bytes", memory(|m| m.peak));
@@ -118,7 +130,16 @@ pub fn table(reports: &[Report]) -> String {
     let _ = writeln!(
         out,
         "{:<18} {:>11} {:>11} {:>9} {:>9} {:>9} {:>6} {:>8} {:>7} {:>10}",
-        "scenario", "publish/s", "consume/s", "p50", "p99", "p99.9", "bench", "ns/msg", "broker", "broker rss"
+        "scenario",
+        "publish/s",
+        "consume/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "bench",
+        "ns/msg",
+        "broker",
+        "broker rss"
     );
     let _ = writeln!(
         out,
@@ -126,8 +147,13 @@ pub fn table(reports: &[Report]) -> String {
         "", "", "", "", "", "", "cpu", "(bench)", "cpu", "peak"
     );
     for r in reports {
-        let latency = |f: fn(&Latency) -> u64| r.latency.as_ref().map_or("-".to_owned(), |l| millis(f(l)));
-        let cores = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{:.2}", s / r.seconds.max(1e-9)));
+        let latency =
+            |f: fn(&Latency) -> u64| r.latency.as_ref().map_or("-".to_owned(), |l| millis(f(l)));
+        let cores = |s: Option<f64>| {
+            s.map_or("-".to_owned(), |s| {
+                format!("{:.2}", s / r.seconds.max(1e-9))
+            })
+        };
         let _ = writeln!(
             out,
             "{:<18} {:>11} {:>11} {:>9} {:>9} {:>9} {:>6} {:>8} {:>7} {:>10}",
@@ -140,7 +166,8 @@ pub fn table(reports: &[Report]) -> String {
             cores(r.bench_cpu_seconds),
             r.bench_cpu_ns_per_message().map_or("-".to_owned(), group),
             cores(r.broker_cpu_seconds),
-            r.broker_memory.map_or("-".to_owned(), |m| format!("{} MiB", m.peak >> 20)),
+            r.broker_memory
+                .map_or("-".to_owned(), |m| format!("{} MiB", m.peak >> 20)),
         );
     }
     out
@@ -233,8 +260,17 @@ mod tests {
     #[test]
     fn table_has_a_row_per_scenario() {
         let reports = [
-            Report { scenario: "transient".into(), seconds: 1.0, consumed: 1000, ..Report::default() },
-            Report { scenario: "fanout".into(), seconds: 1.0, ..Report::default() },
+            Report {
+                scenario: "transient".into(),
+                seconds: 1.0,
+                consumed: 1000,
+                ..Report::default()
+            },
+            Report {
+                scenario: "fanout".into(),
+                seconds: 1.0,
+                ..Report::default()
+            },
         ];
         let table = table(&reports);
         assert_eq!(table.lines().count(), 4);

@@ -57,7 +57,10 @@ pub fn named(name: &str, scale: Scale) -> Option<Scenario> {
     };
     let scenario = match name {
         "transient" => Scenario::Load(transient),
-        "transient-autoack" => Scenario::Load(Load { ack: AckMode::Auto, ..transient }),
+        "transient-autoack" => Scenario::Load(Load {
+            ack: AckMode::Auto,
+            ..transient
+        }),
         "persistent-confirm" => Scenario::Load(Load {
             durable: true,
             persistent: true,
@@ -65,9 +68,23 @@ pub fn named(name: &str, scale: Scale) -> Option<Scenario> {
             confirm_window: Some(1000),
             ..transient
         }),
-        "fanout" => Scenario::Load(Load { queues: 10, fanout: true, consumers: 10, ..transient }),
-        "latency" => Scenario::Load(Load { rate_per_s: Some(10_000.0), ..transient }),
-        "many-queues" => Scenario::Load(Load { queues: 100, producers: 100, consumers: 100, connections: 10, ..transient }),
+        "fanout" => Scenario::Load(Load {
+            queues: 10,
+            fanout: true,
+            consumers: 10,
+            ..transient
+        }),
+        "latency" => Scenario::Load(Load {
+            rate_per_s: Some(10_000.0),
+            ..transient
+        }),
+        "many-queues" => Scenario::Load(Load {
+            queues: 100,
+            producers: 100,
+            consumers: 100,
+            connections: 10,
+            ..transient
+        }),
         "backlog" => Scenario::Backlog(Backlog {
             name: name.to_owned(),
             messages: scale.backlog_messages,
@@ -94,12 +111,18 @@ pub fn select(list: &str) -> anyhow::Result<Vec<&'static str>> {
         } else {
             match NAMES.iter().find(|n| **n == item) {
                 Some(name) => names.push(*name),
-                None => anyhow::bail!("no scenario `{item}`; the scenarios are: all, {}", NAMES.join(", ")),
+                None => anyhow::bail!(
+                    "no scenario `{item}`; the scenarios are: all, {}",
+                    NAMES.join(", ")
+                ),
             }
         }
     }
     if names.is_empty() {
-        anyhow::bail!("no scenario named; the scenarios are: all, {}", NAMES.join(", "));
+        anyhow::bail!(
+            "no scenario named; the scenarios are: all, {}",
+            NAMES.join(", ")
+        );
     }
     Ok(names)
 }
@@ -108,7 +131,11 @@ pub fn select(list: &str) -> anyhow::Result<Vec<&'static str>> {
 mod tests {
     use super::*;
 
-    const SCALE: Scale = Scale { duration: Duration::from_secs(5), backlog_messages: 1000, connections: 10 };
+    const SCALE: Scale = Scale {
+        duration: Duration::from_secs(5),
+        backlog_messages: 1000,
+        connections: 10,
+    };
 
     #[test]
     fn every_name_is_a_scenario() {
@@ -121,23 +148,35 @@ mod tests {
     #[test]
     fn all_expands_in_order_and_unknown_names_are_refused() {
         assert_eq!(select("all").unwrap(), NAMES.to_vec());
-        assert_eq!(select("fanout, latency").unwrap(), vec!["fanout", "latency"]);
+        assert_eq!(
+            select("fanout, latency").unwrap(),
+            vec!["fanout", "latency"]
+        );
         assert!(select("fanout,nope").is_err());
         assert!(select("").is_err());
     }
 
     #[test]
     fn persistent_confirm_is_durable_persistent_and_confirmed() {
-        let Some(Scenario::Load(load)) = named("persistent-confirm", SCALE) else { panic!() };
+        let Some(Scenario::Load(load)) = named("persistent-confirm", SCALE) else {
+            panic!()
+        };
         assert!(load.durable && load.persistent);
-        assert_eq!((load.body_bytes, load.confirm_window, load.ack), (1024, Some(1000), AckMode::Each));
+        assert_eq!(
+            (load.body_bytes, load.confirm_window, load.ack),
+            (1024, Some(1000), AckMode::Each)
+        );
     }
 
     #[test]
     fn scale_knobs_reach_backlog_and_connections() {
-        let Some(Scenario::Backlog(backlog)) = named("backlog", SCALE) else { panic!() };
+        let Some(Scenario::Backlog(backlog)) = named("backlog", SCALE) else {
+            panic!()
+        };
         assert_eq!(backlog.messages, 1000);
-        let Some(Scenario::Connections(idle)) = named("connections", SCALE) else { panic!() };
+        let Some(Scenario::Connections(idle)) = named("connections", SCALE) else {
+            panic!()
+        };
         assert_eq!(idle.count, 10);
     }
 }

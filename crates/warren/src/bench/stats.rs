@@ -84,13 +84,22 @@ impl Stats {
 
     /// Every sample since the start of the measurement.
     pub fn total_latency(&self) -> Histogram {
-        self.latency.lock().unwrap_or_else(|e| e.into_inner()).total.clone()
+        self.latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .total
+            .clone()
     }
 
     /// Forgets everything counted so far: the measurement starts now (after set-up, or
     /// after a warm-up).
     pub fn reset(&self) {
-        for counter in [&self.published, &self.confirmed, &self.nacked, &self.consumed] {
+        for counter in [
+            &self.published,
+            &self.confirmed,
+            &self.nacked,
+            &self.consumed,
+        ] {
             counter.store(0, Ordering::Relaxed);
         }
         let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());

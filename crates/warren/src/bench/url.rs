@@ -60,7 +60,13 @@ impl FromStr for AmqpUrl {
             None | Some("") => "/".to_owned(),
             Some(p) => decode(p).context("vhost")?,
         };
-        Ok(AmqpUrl { host, port, user, password, vhost })
+        Ok(AmqpUrl {
+            host,
+            port,
+            user,
+            password,
+            vhost,
+        })
     }
 }
 
@@ -74,7 +80,9 @@ impl fmt::Display for AmqpUrl {
 
 fn split_host_port(hostport: &str) -> anyhow::Result<(String, u16)> {
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let Some(end) = v6.find(']') else { bail!("unterminated IPv6 address in `{hostport}`") };
+        let Some(end) = v6.find(']') else {
+            bail!("unterminated IPv6 address in `{hostport}`")
+        };
         let after = &v6[end + 1..];
         (&v6[..end], after.strip_prefix(':'))
     } else {
@@ -118,7 +126,9 @@ mod tests {
 
     #[test]
     fn full_url_is_decoded_part_by_part() {
-        let url: AmqpUrl = "amqp://bob:s%40cret@broker.example:5673/%2Fprod".parse().unwrap();
+        let url: AmqpUrl = "amqp://bob:s%40cret@broker.example:5673/%2Fprod"
+            .parse()
+            .unwrap();
         assert_eq!(url.user, "bob");
         assert_eq!(url.password, "s@cret");
         assert_eq!(url.host, "broker.example");
