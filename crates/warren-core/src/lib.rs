@@ -6,6 +6,7 @@
 //! testable with plain `#[test]`s and seeded simulations, and lets the same transitions be
 //! replayed from a replicated log later.
 
+pub mod args;
 pub mod entity;
 pub mod error;
 pub mod message;

@@ -1,29 +1,52 @@
-//! One queue's state: ready messages in FIFO order, consumers served round-robin within
-//! their credit, and the deliveries awaiting acknowledgement.
+//! One queue's state: ready messages (FIFO, or FIFO per priority level), consumers served
+//! within their credit, the deliveries awaiting acknowledgement, and the queue-argument rules
+//! that make messages leave early: TTL, length limits, delivery limits and rejection.
 //!
 //! The queue numbers messages with a sequence number (`Seq`) at enqueue. Ready messages are
-//! kept sorted by `Seq`, so a requeued message goes back to its original place and FIFO holds
-//! apart from requeues. Delivery tags are a channel's business: a channel maps its tags to
-//! (queue, `Seq`) and speaks to the queue in `Seq`s.
+//! kept sorted by `Seq` within their priority, so a requeued message goes back to its
+//! original place and FIFO holds apart from requeues. Delivery tags are a channel's
+//! business: a channel maps its tags to (queue, `Seq`) and speaks to the queue in `Seq`s.
 //!
 //! Credit: a consumer receives a message only while (a) its manual-ack unacked count is below
 //! its prefetch (0 = unlimited), (b) its channel's shared (`global`) prefetch has room, and
 //! (c) fewer than [`WRITE_WINDOW`] of its deliveries are still unwritten by its connection.
 //! (c) is what keeps a no-ack or unlimited-prefetch consumer from flooding the memory of a
 //! connection that writes slower than the queue delivers: the connection returns write credit
-//! with [`QueueState::credit`] as it writes.
+//! with [`QueueState::credit`] as it writes. Among consumers with credit, the highest
+//! `x-priority` is served first, round-robin within a priority; a single-active-consumer
+//! queue serves only its longest-registered consumer.
+//!
+//! Messages that die (rejected, expired, dropped at the length limit, over the delivery
+//! limit) are collected as [`Dead`] effects for the runtime to take with
+//! [`QueueState::take_dead`]: it records their removal on disk and dead-letters them.
+//!
+//! Time is an argument (`now_ms`, milliseconds since the Unix epoch), read only by the rules
+//! that need it: a plain queue never looks at it.
 
+mod consumers;
+mod credit;
+mod dead_letter;
+mod ready;
+
+use crate::args::{Overflow, QueueArgs, QueueType};
 use crate::{AmqpError, Message};
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, Ordering};
+use consumers::Consumer;
+use ready::Ready;
+use std::collections::HashMap;
 use std::sync::Arc;
 use warren_amqp::ShortStr;
+
+pub use credit::ChannelCredit;
+pub use dead_letter::{dead_letter_message, is_death_cycle, with_delivery_count, DeathReason};
 
 /// A message's number within its queue, given at enqueue.
 pub type Seq = u64;
 
 /// Deliveries a consumer may have handed to its connection but not yet written to the socket.
 pub const WRITE_WINDOW: u32 = 4096;
+
+/// `Queued::expires_at_ms` of a message without a TTL.
+pub const NO_DEADLINE: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConsumerId(pub u64);
@@ -33,47 +56,6 @@ pub struct ConsumerId(pub u64);
 pub struct ChannelKey {
     pub connection: u64,
     pub channel: u16,
-}
-
-/// A channel's shared prefetch (`basic.qos` with `global = true`), counted across all the
-/// channel's consumers on all queues. Queues acquire at delivery; the channel releases on
-/// ack, nack, reject and recover.
-#[derive(Debug, Default)]
-pub struct ChannelCredit {
-    limit: AtomicU32,
-    used: AtomicU32,
-}
-
-impl ChannelCredit {
-    pub fn set_limit(&self, limit: u32) {
-        self.limit.store(limit, Ordering::Relaxed);
-    }
-
-    pub fn limit(&self) -> u32 {
-        self.limit.load(Ordering::Relaxed)
-    }
-
-    /// Takes one unit of credit if the limit allows.
-    pub fn try_acquire(&self) -> bool {
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            let limit = self.limit.load(Ordering::Relaxed);
-            if limit != 0 && used >= limit {
-                return false;
-            }
-            match self.used.compare_exchange_weak(used, used + 1, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(now) => used = now,
-            }
-        }
-    }
-
-    /// Returns `n` units; true if the channel was at its limit before (queues may be waiting).
-    pub fn release(&self, n: u32) -> bool {
-        let before = self.used.fetch_sub(n.min(self.used.load(Ordering::Relaxed)), Ordering::AcqRel);
-        let limit = self.limit.load(Ordering::Relaxed);
-        limit != 0 && before >= limit
-    }
 }
 
 /// What `basic.consume` asks of a queue. `sink` is the runtime's handle for delivering to the
@@ -87,23 +69,10 @@ pub struct ConsumerSpec<S> {
     /// Per-consumer prefetch; 0 = unlimited.
     pub prefetch: u16,
     pub exclusive: bool,
+    /// `x-priority`: consumers of a higher priority are served first while they have credit.
+    pub priority: i64,
     pub channel_credit: Option<Arc<ChannelCredit>>,
     pub sink: S,
-}
-
-#[derive(Debug)]
-struct Consumer<S> {
-    spec: ConsumerSpec<S>,
-    /// Manual-ack deliveries not yet acked, nacked or rejected.
-    unacked: u32,
-    /// Deliveries handed to the connection and not yet written.
-    unwritten: u32,
-}
-
-impl<S> Consumer<S> {
-    fn has_room(&self) -> bool {
-        self.unwritten < WRITE_WINDOW && (self.spec.no_ack || self.spec.prefetch == 0 || self.unacked < self.spec.prefetch as u32)
-    }
 }
 
 /// A message waiting in the queue.
@@ -112,6 +81,11 @@ pub struct Queued {
     pub seq: Seq,
     pub message: Arc<Message>,
     pub redelivered: bool,
+    /// Delivery attempts that ended with the message back in the queue (quorum queues'
+    /// `x-delivery-count`).
+    pub delivery_count: u32,
+    /// When its TTL runs out (ms since the Unix epoch), or [`NO_DEADLINE`].
+    pub expires_at_ms: u64,
 }
 
 #[derive(Debug)]
@@ -129,32 +103,73 @@ pub struct Delivery {
     pub redelivered: bool,
 }
 
+/// A message that left the queue without an ack. `seq` is `None` for a publish the queue
+/// refused (`reject-publish-dlx`), which was never enqueued.
+#[derive(Debug, Clone)]
+pub struct Dead {
+    pub seq: Option<Seq>,
+    pub message: Arc<Message>,
+    pub reason: DeathReason,
+}
+
+/// What became of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Accepted(Seq),
+    /// Refused at the length limit (`x-overflow` = `reject-publish` or `reject-publish-dlx`).
+    Refused,
+}
+
 #[derive(Debug)]
 pub struct QueueState<S> {
-    ready: VecDeque<Queued>,
+    args: QueueArgs,
+    ready: Ready,
     ready_bytes: usize,
     unacked: HashMap<Seq, Unacked>,
     consumers: Vec<Consumer<S>>,
     next_consumer: usize,
     next_seq: Seq,
+    /// Some consumer has a non-zero `x-priority` (selection then looks at priorities).
+    prioritized: bool,
+    dead: Vec<Dead>,
+    /// Last consume, get or declare, or when the last consumer left (`x-expires`).
+    last_used_ms: u64,
+    /// The latest time the runtime gave (`expire`, or a publish that needed it): messages
+    /// whose deadline is before it are not handed out.
+    now_ms: u64,
 }
 
 impl<S> Default for QueueState<S> {
     fn default() -> Self {
+        QueueState::with_args(QueueArgs::default())
+    }
+}
+
+impl<S> QueueState<S> {
+    /// A plain classic queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A queue with the settings of its arguments.
+    pub fn with_args(args: QueueArgs) -> Self {
         QueueState {
-            ready: VecDeque::new(),
+            ready: Ready::new(args.max_priority),
+            args,
             ready_bytes: 0,
             unacked: HashMap::new(),
             consumers: Vec::new(),
             next_consumer: 0,
             next_seq: 1,
+            prioritized: false,
+            dead: Vec::new(),
+            last_used_ms: 0,
+            now_ms: 0,
         }
     }
-}
 
-impl<S> QueueState<S> {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn args(&self) -> &QueueArgs {
+        &self.args
     }
 
     pub fn message_count(&self) -> usize {
@@ -177,12 +192,62 @@ impl<S> QueueState<S> {
         self.consumers.iter().map(|c| &c.spec)
     }
 
-    pub fn publish(&mut self, message: Arc<Message>) -> Seq {
+    /// True if publishing `message` here needs the time (a TTL applies to it). The runtime
+    /// reads its clock only then.
+    pub fn needs_time(&self, message: &Message) -> bool {
+        self.args.message_ttl_ms.is_some() || message.properties.expiration.is_some()
+    }
+
+    /// When a message enqueued at `enqueued_ms` expires: the sooner of the queue's TTL and
+    /// the message's `expiration` (validated as an integer at publish).
+    fn deadline(&self, message: &Message, enqueued_ms: u64) -> u64 {
+        let per_message = message.properties.expiration.as_ref().and_then(|e| e.parse::<u64>().ok());
+        match (self.args.message_ttl_ms, per_message) {
+            (None, None) => NO_DEADLINE,
+            (Some(a), Some(b)) => enqueued_ms.saturating_add(a.min(b)),
+            (Some(t), None) | (None, Some(t)) => enqueued_ms.saturating_add(t),
+        }
+    }
+
+    /// Enqueues a message. `now_ms` is read only if [`QueueState::needs_time`]. At the length
+    /// limit, `drop-head` drops the oldest messages (reason `maxlen`) and the reject modes
+    /// refuse this one.
+    pub fn publish(&mut self, message: Arc<Message>, now_ms: u64) -> Enqueued {
+        if self.args.overflow != Overflow::DropHead && self.would_overflow(message.body_size()) {
+            if self.args.overflow == Overflow::RejectPublishDlx {
+                self.dead.push(Dead { seq: None, message, reason: DeathReason::Maxlen });
+            }
+            return Enqueued::Refused;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ready_bytes += message.body_size();
-        self.ready.push_back(Queued { seq, message, redelivered: false });
-        seq
+        let expires_at_ms = self.deadline(&message, now_ms);
+        if expires_at_ms != NO_DEADLINE {
+            self.now_ms = self.now_ms.max(now_ms);
+        }
+        self.ready.push_back(Queued { seq, message, redelivered: false, delivery_count: 0, expires_at_ms });
+        self.drop_over_limit();
+        Enqueued::Accepted(seq)
+    }
+
+    /// Would a message of `size` body bytes take the ready messages past a limit?
+    fn would_overflow(&self, size: usize) -> bool {
+        self.args.max_length.is_some_and(|max| self.ready.len() as u64 >= max)
+            || self.args.max_length_bytes.is_some_and(|max| (self.ready_bytes + size) as u64 > max)
+    }
+
+    /// `drop-head`: drops the next messages to deliver while the ready ones exceed a limit.
+    fn drop_over_limit(&mut self) {
+        if self.args.overflow != Overflow::DropHead {
+            return;
+        }
+        let (max_len, max_bytes) = (self.args.max_length.unwrap_or(u64::MAX), self.args.max_length_bytes.unwrap_or(u64::MAX));
+        while self.ready.len() as u64 > max_len || self.ready_bytes as u64 > max_bytes {
+            let Some(q) = self.ready.pop_front() else { break };
+            self.ready_bytes -= q.message.body_size();
+            self.dead.push(Dead { seq: Some(q.seq), message: q.message, reason: DeathReason::Maxlen });
+        }
     }
 
     /// Adds a consumer. `queue_desc` is `queue 'q' in vhost '/'` for the error text.
@@ -190,7 +255,8 @@ impl<S> QueueState<S> {
         if self.consumers.iter().any(|c| c.spec.exclusive) || (spec.exclusive && !self.consumers.is_empty()) {
             return Err(AmqpError::access_refused(format!("{queue_desc} in exclusive use")));
         }
-        self.consumers.push(Consumer { spec, unacked: 0, unwritten: 0 });
+        self.prioritized |= spec.priority != 0;
+        self.consumers.push(Consumer::new(spec));
         Ok(())
     }
 
@@ -202,59 +268,71 @@ impl<S> QueueState<S> {
         if self.next_consumer > idx {
             self.next_consumer -= 1;
         }
+        self.consumers_changed();
         Some(consumer.spec)
     }
 
-    /// Hands ready messages to consumers with room, round-robin, calling `emit` for each.
-    /// Returns how many were delivered.
+    fn consumers_changed(&mut self) {
+        if self.next_consumer >= self.consumers.len() {
+            self.next_consumer = 0;
+        }
+        self.prioritized = self.consumers.iter().any(|c| c.spec.priority != 0);
+    }
+
+    /// The message as this queue hands it out: quorum queues add `x-delivery-count` once a
+    /// message has been returned (and, on `basic.get`, always).
+    fn outgoing(&self, q: &Queued, get: bool) -> Arc<Message> {
+        if self.args.queue_type == QueueType::Quorum && (get || q.delivery_count > 0) {
+            Arc::new(with_delivery_count(&q.message, q.delivery_count))
+        } else {
+            q.message.clone()
+        }
+    }
+
+    /// Hands ready messages to consumers with room, calling `emit` for each. Returns how
+    /// many were delivered.
     pub fn dispatch(&mut self, mut emit: impl FnMut(&ConsumerSpec<S>, Delivery)) -> usize {
         let mut delivered = 0;
-        let n = self.consumers.len();
-        while !self.ready.is_empty() && n > 0 {
-            let Some(idx) = self.next_with_room() else { break };
-            let queued = self.ready.pop_front().expect("checked non-empty");
-            self.ready_bytes -= queued.message.body_size();
+        while !self.ready.is_empty() && !self.consumers.is_empty() {
+            let Some(idx) = consumers::next_with_room(&self.consumers, self.next_consumer, self.args.single_active_consumer, self.prioritized) else {
+                break;
+            };
+            let Some(queued) = self.pop_live() else { break };
+            let message = self.outgoing(&queued, false);
             let consumer = &mut self.consumers[idx];
             consumer.unwritten += 1;
-            let delivery = Delivery { seq: queued.seq, message: queued.message.clone(), redelivered: queued.redelivered };
+            let delivery = Delivery { seq: queued.seq, message, redelivered: queued.redelivered };
             if !consumer.spec.no_ack {
                 consumer.unacked += 1;
                 self.unacked.insert(queued.seq, Unacked { queued, consumer: Some(consumer.spec.id), owner: consumer.spec.owner });
             }
             emit(&consumer.spec, delivery);
-            self.next_consumer = (idx + 1) % n;
+            self.next_consumer = (idx + 1) % self.consumers.len();
             delivered += 1;
         }
         delivered
     }
 
-    /// The next consumer in round-robin order that may take a message now; takes the
-    /// channel credit for it.
-    fn next_with_room(&mut self) -> Option<usize> {
-        let n = self.consumers.len();
-        for i in 0..n {
-            let idx = (self.next_consumer + i) % n;
-            let c = &self.consumers[idx];
-            if !c.has_room() {
+    /// The next message to hand out. Messages found expired at the head on the way (their
+    /// deadline is before the last time the runtime gave) die instead, as RabbitMQ drops
+    /// expired heads after each fetch.
+    fn pop_live(&mut self) -> Option<Queued> {
+        loop {
+            let q = self.ready.pop_front()?;
+            self.ready_bytes -= q.message.body_size();
+            if q.expires_at_ms < self.now_ms {
+                self.dead.push(Dead { seq: Some(q.seq), message: q.message, reason: DeathReason::Expired });
                 continue;
             }
-            if !c.spec.no_ack {
-                if let Some(credit) = &c.spec.channel_credit {
-                    if !credit.try_acquire() {
-                        continue;
-                    }
-                }
-            }
-            return Some(idx);
+            return Some(q);
         }
-        None
     }
 
-    /// `basic.get`: the head message, and how many remain ready after it.
+    /// `basic.get`: the head message, and how many remain ready after it. The runtime calls
+    /// [`QueueState::expire`] first when a deadline may have passed.
     pub fn get(&mut self, owner: ChannelKey, no_ack: bool) -> Option<(Delivery, usize)> {
-        let queued = self.ready.pop_front()?;
-        self.ready_bytes -= queued.message.body_size();
-        let delivery = Delivery { seq: queued.seq, message: queued.message.clone(), redelivered: queued.redelivered };
+        let queued = self.pop_live()?;
+        let delivery = Delivery { seq: queued.seq, message: self.outgoing(&queued, true), redelivered: queued.redelivered };
         if !no_ack {
             self.unacked.insert(queued.seq, Unacked { queued, consumer: None, owner });
         }
@@ -290,12 +368,15 @@ impl<S> QueueState<S> {
     }
 
     /// Puts back a message recovered from disk (at start-up, in `Seq` order), keeping its
-    /// number so later messages continue after it.
-    pub fn restore(&mut self, seq: Seq, message: Arc<Message>, redelivered: bool) {
-        debug_assert!(self.ready.back().map_or(true, |b| b.seq < seq), "restore in seq order");
+    /// number so later messages continue after it. `enqueued_ms` (when it was first
+    /// enqueued) is read only if a TTL applies to it.
+    pub fn restore(&mut self, seq: Seq, message: Arc<Message>, redelivered: bool, enqueued_ms: u64) {
         self.next_seq = self.next_seq.max(seq + 1);
         self.ready_bytes += message.body_size();
-        self.ready.push_back(Queued { seq, message, redelivered });
+        let expires_at_ms = self.deadline(&message, enqueued_ms);
+        // A message handed out before the restart was in effect returned by its consumer.
+        let delivery_count = redelivered as u32;
+        self.ready.push_back(Queued { seq, message, redelivered, delivery_count, expires_at_ms });
     }
 
     /// Makes the next `publish` number at least `seq` (after recovery of a log whose last
@@ -304,27 +385,32 @@ impl<S> QueueState<S> {
         self.next_seq = self.next_seq.max(seq);
     }
 
-    /// Negative acknowledgement without requeue: returns the messages removed (for
-    /// dead-lettering).
-    pub fn discard(&mut self, seqs: &[Seq]) -> Vec<Queued> {
-        seqs.iter().filter_map(|&s| self.take_unacked(s)).collect()
-    }
-
-    /// Puts unacked messages back at their original place, marked redelivered.
-    pub fn requeue(&mut self, seqs: &[Seq]) {
+    /// Negative acknowledgement without requeue: the messages die with reason `rejected`.
+    pub fn discard(&mut self, seqs: &[Seq]) {
         for &seq in seqs {
-            if let Some(mut q) = self.take_unacked(seq) {
-                q.redelivered = true;
-                self.insert_ready(q);
+            if let Some(q) = self.take_unacked(seq) {
+                self.dead.push(Dead { seq: Some(q.seq), message: q.message, reason: DeathReason::Rejected });
             }
         }
     }
 
-    fn insert_ready(&mut self, q: Queued) {
-        self.ready_bytes += q.message.body_size();
-        // Requeued messages usually belong at or near the head.
-        let pos = self.ready.partition_point(|r| r.seq < q.seq);
-        self.ready.insert(pos, q);
+    /// Puts unacked messages back at their original place, marked redelivered. A message
+    /// returned more often than the queue's `x-delivery-limit` dies instead (reason
+    /// `delivery_limit`); with `drop-head`, returns can push older messages out.
+    pub fn requeue(&mut self, seqs: &[Seq]) {
+        for &seq in seqs {
+            if let Some(mut q) = self.take_unacked(seq) {
+                q.redelivered = true;
+                q.delivery_count = q.delivery_count.saturating_add(1);
+                if self.args.delivery_limit.is_some_and(|limit| q.delivery_count as i64 > limit) {
+                    self.dead.push(Dead { seq: Some(q.seq), message: q.message, reason: DeathReason::DeliveryLimit });
+                    continue;
+                }
+                self.ready_bytes += q.message.body_size();
+                self.ready.insert(q);
+            }
+        }
+        self.drop_over_limit();
     }
 
     /// A channel closed (or its connection did): its consumers leave and every delivery it
@@ -342,17 +428,15 @@ impl<S> QueueState<S> {
                 i += 1;
             }
         }
-        if self.next_consumer >= self.consumers.len() {
-            self.next_consumer = 0;
-        }
+        self.consumers_changed();
         removed
     }
 
     /// Removes every ready message (not the unacked ones, as RabbitMQ); `removed` sees each.
-    /// Returns the count.
+    /// Returns the count. Purged messages are not dead-lettered.
     pub fn purge(&mut self, mut removed: impl FnMut(&Queued)) -> usize {
         let n = self.ready.len();
-        for q in self.ready.drain(..) {
+        for q in self.ready.drain() {
             removed(&q);
         }
         self.ready_bytes = 0;
@@ -362,7 +446,61 @@ impl<S> QueueState<S> {
     /// Removes every consumer (the queue is being deleted).
     pub fn drain_consumers(&mut self) -> Vec<ConsumerSpec<S>> {
         self.next_consumer = 0;
+        self.prioritized = false;
         self.consumers.drain(..).map(|c| c.spec).collect()
+    }
+
+    /// Removes the messages whose TTL ran out before `now_ms` (reason `expired`). As in
+    /// RabbitMQ, only messages at the head of the queue (of each priority) are looked at, so
+    /// the cost is that of the messages removed, not of the queue's length. A message is
+    /// live through the millisecond of its deadline: a TTL of 0 still lets a consumer that is
+    /// waiting take the message in the batch that enqueued it.
+    pub fn expire(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let (dead, ready_bytes) = (&mut self.dead, &mut self.ready_bytes);
+        self.ready.drain_expired_heads(
+            |q| q.expires_at_ms < now_ms,
+            |q| {
+                *ready_bytes -= q.message.body_size();
+                dead.push(Dead { seq: Some(q.seq), message: q.message, reason: DeathReason::Expired });
+            },
+        );
+    }
+
+    /// The earliest deadline among the heads, if any: [`QueueState::expire`] has work from
+    /// the millisecond after it.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.ready.heads().map(|q| q.expires_at_ms).filter(|&d| d != NO_DEADLINE).min()
+    }
+
+    /// The queue was used at `now_ms` (consume, get, declare) or lost its last consumer:
+    /// `x-expires` counts from here.
+    pub fn touch(&mut self, now_ms: u64) {
+        self.last_used_ms = now_ms;
+    }
+
+    /// When the queue expires (`x-expires`) unless used before: only while it has no
+    /// consumers.
+    pub fn unused_deadline_ms(&self) -> Option<u64> {
+        match self.args.expires_ms {
+            Some(expires) if self.consumers.is_empty() => Some(self.last_used_ms.saturating_add(expires)),
+            _ => None,
+        }
+    }
+
+    /// Messages that died since the last call, oldest first.
+    pub fn take_dead(&mut self) -> Vec<Dead> {
+        std::mem::take(&mut self.dead)
+    }
+
+    /// True if [`QueueState::take_dead`] has something.
+    pub fn has_dead(&self) -> bool {
+        !self.dead.is_empty()
+    }
+
+    /// The ready messages in delivery order (tests and diagnostics).
+    pub fn ready_messages(&self) -> impl Iterator<Item = &Queued> {
+        self.ready.iter()
     }
 }
 

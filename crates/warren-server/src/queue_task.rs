@@ -5,20 +5,31 @@
 //! `send` and stops reading its socket (TCP backpressure). The queue never waits on a
 //! connection: deliveries go out on unbounded channels whose depth the consumers' credit
 //! bounds (see `warren_core::queue`).
+//!
+//! The queue's rules (TTL, length limits, priorities, delivery limits, consumer choice) live
+//! in `warren_core::queue::QueueState`; this task gives it the time when a rule needs it (a
+//! wall clock in ms, read only for queues and messages with a TTL or `x-expires`), wakes up
+//! at the next deadline even when no command arrives, and dead-letters what dies
+//! (`dead_letter`). `stored` is how messages are kept in the log.
+
+mod dead_letter;
+mod stored;
 
 use crate::durability::blocking;
 use crate::vhost::VHost;
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
-use warren_amqp::{BasicProperties, ShortStr};
+use warren_amqp::ShortStr;
+use warren_core::args::QueueArgs;
 use warren_core::entity::QueueMeta;
-use warren_core::queue::{ChannelKey, ConsumerId, ConsumerSpec, Delivery, QueueState, Queued, Seq};
+use warren_core::queue::{ChannelKey, ConsumerId, ConsumerSpec, Delivery, Enqueued, QueueState, Queued, Seq};
 use warren_core::{AmqpError, Message};
-use warren_store::{QueueLog, RecoveredMessage, StoredMessage};
+use warren_store::{QueueLog, RecoveredMessage};
 
 /// Commands waiting for a queue before its publishers are made to wait.
 const INBOX_CAPACITY: usize = 1024;
@@ -37,7 +48,8 @@ pub enum Outbound {
     Deliveries(Vec<OutDelivery>),
     /// The queue was deleted under this consumer (RabbitMQ's server-sent `basic.cancel`).
     Cancelled { channel: u16, consumer: ConsumerId },
-    /// Persistent publishes are on disk (`ok`) or could not be stored: (channel, publish seq).
+    /// Publishes the queue has dealt with (channel, publish seq): on disk or enqueued (`ok`),
+    /// or not stored or refused at the queue's length limit (`!ok`, a `basic.nack`).
     Confirmed { ok: bool, publishes: Vec<(u16, u64)> },
     /// A direct reply-to reply for this connection's reply consumer on `channel`, routed by
     /// another connection (see `connection::reply_to`); `caller` names that consumer.
@@ -45,7 +57,9 @@ pub enum Outbound {
 }
 
 /// One message for a queue. `confirm` names the channel and publish sequence number to
-/// confirm once the message is on disk (set only for persistent messages to durable queues).
+/// confirm once the queue has dealt with the message: set for the publishes
+/// [`QueueHandle::answers_confirm`] names (persistent messages to durable queues, confirmed
+/// once on disk; any message to a queue that may refuse it, nacked if it does).
 pub struct Publish {
     pub message: Arc<Message>,
     pub confirm: Option<(u16, u64)>,
@@ -109,6 +123,8 @@ pub struct QueueHandle {
     /// The message log of a durable queue (persistent messages survive restarts).
     pub log_id: Option<u64>,
     pub vhost: String,
+    /// The queue may refuse publishes (`x-overflow` = `reject-publish(-dlx)` with a limit).
+    may_refuse: bool,
     /// Publishes and the commands that must see them in order (bounded: backpressure).
     inbox: mpsc::Sender<QueueCmd>,
     /// Consumer-side commands (acks, credit, consume, cancel, channel close), served before
@@ -131,6 +147,18 @@ impl QueueHandle {
     /// True if persistent messages routed here are written to disk before they are confirmed.
     pub fn persists(&self) -> bool {
         self.log_id.is_some()
+    }
+
+    /// True if a publisher confirm for `message` must wait for this queue's answer: the queue
+    /// writes it to disk first, or may refuse it (`basic.nack`).
+    pub fn answers_confirm(&self, message: &Message) -> bool {
+        (self.persists() && message.is_persistent()) || self.may_refuse
+    }
+
+    /// Hands dead-lettered messages to this queue without ever waiting (see
+    /// `queue_task::dead_letter`); false if the queue is gone.
+    pub fn publish_dead_letters(&self, batch: Vec<Publish>) -> bool {
+        self.control.send(QueueCmd::Publish { batch, sink: None }).is_ok()
     }
 
     /// Sends a command; false if the queue is gone (deleted meanwhile).
@@ -192,7 +220,9 @@ impl std::fmt::Debug for QueueRef {
 }
 
 /// Creates the queue and starts its task. A durable queue comes with its message log and
-/// the messages recovered from it.
+/// the messages recovered from it. The arguments were validated at declare time
+/// ([`QueueArgs::from_declaration`]); recovered definitions that no longer pass are run as
+/// plain queues, with an error logged.
 pub fn spawn(id: u64, meta: QueueMeta, vhost: &Arc<VHost>, log: Option<(u64, QueueLog)>, recovered: Vec<RecoveredMessage>) -> QueueRef {
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -200,10 +230,23 @@ pub fn spawn(id: u64, meta: QueueMeta, vhost: &Arc<VHost>, log: Option<(u64, Que
         Some((id, log)) => (Some(id), Some(log)),
         None => (None, None),
     };
-    let queue = QueueRef(Arc::new(QueueHandle { id, meta, log_id, vhost: vhost.name.clone(), inbox: tx, control: control_tx }));
-    let mut state = QueueState::new();
+    let args = QueueArgs::from_declaration(&meta, &vhost.name).unwrap_or_else(|e| {
+        error!("queue '{}' in vhost '{}': arguments ignored: {}", meta.name, vhost.name, e.text);
+        QueueArgs::default()
+    });
+    let may_refuse = args.may_refuse_publishes();
+    let queue =
+        QueueRef(Arc::new(QueueHandle { id, meta, log_id, vhost: vhost.name.clone(), may_refuse, inbox: tx, control: control_tx }));
+    let mut state = QueueState::with_args(args);
+    let mut now = None;
     for r in recovered {
-        state.restore(r.seq, Arc::new(restored_message(r.message)), r.redelivered);
+        let (message, enqueued_ms) = stored::restored(r.message);
+        // Stored without an enqueue time but under a TTL now: the TTL starts over.
+        let enqueued_ms = enqueued_ms.unwrap_or_else(|| if state.needs_time(&message) { *now.get_or_insert_with(wall_clock_ms) } else { 0 });
+        state.restore(r.seq, Arc::new(message), r.redelivered, enqueued_ms);
+    }
+    if state.args().expires_ms.is_some() {
+        state.touch(wall_clock_ms());
     }
     if let Some(log) = &log {
         state.continue_after(log.next_seq());
@@ -218,28 +261,16 @@ pub fn spawn(id: u64, meta: QueueMeta, vhost: &Arc<VHost>, log: Option<(u64, Que
         log_dirty: false,
         last_sync: Instant::now(),
         unsynced_confirms: Vec::new(),
+        cycles_warned: HashSet::new(),
     };
     tokio::spawn(task.run(rx, control_rx));
     queue
 }
 
-/// A message read back from disk. Its properties are decoded again from the bytes that
-/// were stored (and that consumers receive unchanged).
-fn restored_message(m: StoredMessage) -> Message {
-    let properties = BasicProperties::decode(&m.properties_raw).unwrap_or_else(|e| {
-        error!("stored message properties do not decode ({e}); delivered without them");
-        BasicProperties::default()
-    });
-    Message { exchange: m.exchange, routing_key: m.routing_key, properties, properties_raw: m.properties_raw, body: m.body }
-}
-
-fn stored(m: &Message) -> StoredMessage {
-    StoredMessage {
-        exchange: m.exchange.clone(),
-        routing_key: m.routing_key.clone(),
-        properties_raw: m.properties_raw.clone(),
-        body: m.body.clone(),
-    }
+/// Wall-clock milliseconds since the Unix epoch: message deadlines are kept in it because
+/// they outlive the process (stored enqueue times), and `x-death` records it.
+fn wall_clock_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn persistent_seq(q: &Queued, out: &mut Vec<Seq>) {
@@ -261,6 +292,8 @@ struct QueueTask {
     last_sync: Instant,
     /// Confirms (and `tx.commit` replies) waiting for the next sync.
     unsynced_confirms: Vec<PendingConfirm>,
+    /// Destination queues a dead-letter cycle was already reported for.
+    cycles_warned: HashSet<u64>,
 }
 
 enum PendingConfirm {
@@ -281,17 +314,17 @@ impl QueueTask {
                     n = inbox.recv_many(&mut cmds, BATCH) => n,
                 }
             };
-            let received = if self.log_dirty {
-                // Acks are buffered: sync them soon even if nothing else arrives.
-                match tokio::time::timeout(ACK_SYNC_INTERVAL, next).await {
+            let received = match self.next_wake() {
+                // A deadline comes up even if nothing arrives: buffered acks to sync, a TTL,
+                // the queue's own expiry.
+                Some(wait) => match tokio::time::timeout(wait, next).await {
                     Ok(n) => n,
                     Err(_) => {
-                        self.sync();
+                        self.on_timer();
                         continue;
                     }
-                }
-            } else {
-                next.await
+                },
+                None => next.await,
             };
             if received == 0 {
                 break;
@@ -312,7 +345,9 @@ impl QueueTask {
             if self.deleted {
                 break;
             }
+            self.expire();
             self.dispatch();
+            self.bury();
             // Group commit: one sync covers every persistent publish of the batch.
             if self.log_dirty && (!self.unsynced_confirms.is_empty() || self.last_sync.elapsed() >= ACK_SYNC_INTERVAL) {
                 self.sync();
@@ -323,24 +358,54 @@ impl QueueTask {
         inbox.close();
     }
 
+    /// How long until the next deadline: buffered acks to sync, the head message's TTL (the
+    /// millisecond after its deadline), the queue's `x-expires`. Reads the clock only when the
+    /// queue has one of the latter two.
+    fn next_wake(&self) -> Option<Duration> {
+        let ack_sync = self.log_dirty.then(|| ACK_SYNC_INTERVAL.saturating_sub(self.last_sync.elapsed()));
+        let expiry = self.state.next_expiry_ms().map(|d| d.saturating_add(1));
+        let deadline_ms = match (expiry, self.state.unused_deadline_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timer = deadline_ms.map(|d| Duration::from_millis(d.saturating_sub(wall_clock_ms())));
+        match (ack_sync, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timer(&mut self) {
+        if self.state.unused_deadline_ms().is_some_and(|d| d <= wall_clock_ms()) {
+            self.delete();
+            return;
+        }
+        self.expire();
+        self.dispatch();
+        self.bury();
+        if self.log_dirty && self.last_sync.elapsed() >= ACK_SYNC_INTERVAL {
+            self.sync();
+        }
+    }
+
+    /// Gives the queue the time if a head message has a deadline, so expired messages leave
+    /// (and are never handed out).
+    fn expire(&mut self) {
+        if self.state.next_expiry_ms().is_some() {
+            self.state.expire(wall_clock_ms());
+        }
+    }
+
+    /// `x-expires` counts from the queue's last use.
+    fn touch(&mut self) {
+        if self.state.args().expires_ms.is_some() {
+            self.state.touch(wall_clock_ms());
+        }
+    }
+
     fn apply(&mut self, cmd: QueueCmd) {
         match cmd {
-            QueueCmd::Publish { batch, sink } => {
-                let mut confirms = Vec::new();
-                for p in batch {
-                    let seq = self.state.publish(p.message.clone());
-                    if let Some(log) = self.log.as_mut().filter(|_| p.message.is_persistent()) {
-                        if let Err(e) = log.append(seq, &stored(&p.message)) {
-                            error!("{}: cannot write message: {e}", self.queue.describe());
-                        }
-                        self.log_dirty = true;
-                        confirms.extend(p.confirm);
-                    }
-                }
-                if let (false, Some(sink)) = (confirms.is_empty(), sink) {
-                    self.unsynced_confirms.push(PendingConfirm::Publishes(sink, confirms));
-                }
-            }
+            QueueCmd::Publish { batch, sink } => self.publish(batch, sink),
             QueueCmd::Sync { reply } => {
                 if self.log_dirty {
                     self.unsynced_confirms.push(PendingConfirm::Sync(reply));
@@ -353,16 +418,22 @@ impl QueueTask {
                 if result.is_ok() {
                     self.had_consumer = true;
                 }
+                self.touch();
                 let _ = reply.send(result);
             }
             QueueCmd::Cancel { consumer, reply } => {
                 self.state.cancel_consumer(consumer);
+                if self.state.consumer_count() == 0 {
+                    self.touch();
+                }
                 // Decide auto-deletion before replying, so the canceller's next command
                 // already finds the queue gone.
                 self.maybe_auto_delete();
                 let _ = reply.send(());
             }
             QueueCmd::Get { owner, no_ack, reply } => {
+                self.touch();
+                self.expire();
                 let got = self.state.get(owner, no_ack);
                 if let Some((d, _)) = &got {
                     if d.message.is_persistent() {
@@ -381,18 +452,15 @@ impl QueueTask {
                 self.forget(&gone);
             }
             QueueCmd::Requeue(seqs) => self.state.requeue(&seqs),
-            QueueCmd::Discard(seqs) => {
-                // Dead-lettering hooks in here.
-                let mut gone = Vec::new();
-                for q in self.state.discard(&seqs) {
-                    persistent_seq(&q, &mut gone);
-                }
-                self.forget(&gone);
-            }
+            // The messages die (reason `rejected`): `bury` deals with them after the batch.
+            QueueCmd::Discard(seqs) => self.state.discard(&seqs),
             QueueCmd::Credit { consumer, n } => self.state.credit(consumer, n),
             QueueCmd::Dispatch => {}
             QueueCmd::ChannelClosed { owner, reply } => {
                 self.state.channel_closed(owner);
+                if self.state.consumer_count() == 0 {
+                    self.touch();
+                }
                 self.maybe_auto_delete();
                 if let Some(reply) = reply {
                     let _ = reply.send(());
@@ -405,6 +473,8 @@ impl QueueTask {
                 let _ = reply.send(n);
             }
             QueueCmd::Stats { reply } => {
+                // A declaration (passive or not) counts as use, as in RabbitMQ.
+                self.touch();
                 let _ = reply.send(QueueStats {
                     messages: self.state.message_count() as u32,
                     consumers: self.state.consumer_count() as u32,
@@ -420,6 +490,43 @@ impl QueueTask {
                     let _ = reply.send(Ok(count));
                 }
             }
+        }
+    }
+
+    /// Enqueues a batch of publishes. Confirms: a refused message is nacked at once; a
+    /// persistent one in a durable queue waits for the next sync; others are acked at once.
+    fn publish(&mut self, batch: Vec<Publish>, sink: Option<Sink>) {
+        let (mut synced, mut acked, mut nacked) = (Vec::new(), Vec::new(), Vec::new());
+        let mut now = None;
+        for p in batch {
+            let timed = self.state.needs_time(&p.message);
+            let now_ms = if timed { *now.get_or_insert_with(wall_clock_ms) } else { 0 };
+            let seq = match self.state.publish(p.message.clone(), now_ms) {
+                Enqueued::Accepted(seq) => seq,
+                Enqueued::Refused => {
+                    nacked.extend(p.confirm);
+                    continue;
+                }
+            };
+            match self.log.as_mut().filter(|_| p.message.is_persistent()) {
+                Some(log) => {
+                    if let Err(e) = log.append(seq, &stored::stored(&p.message, timed.then_some(now_ms))) {
+                        error!("{}: cannot write message: {e}", self.queue.describe());
+                    }
+                    self.log_dirty = true;
+                    synced.extend(p.confirm);
+                }
+                None => acked.extend(p.confirm),
+            }
+        }
+        let Some(sink) = sink else { return };
+        for (ok, publishes) in [(false, nacked), (true, acked)] {
+            if !publishes.is_empty() {
+                let _ = sink.send(Outbound::Confirmed { ok, publishes });
+            }
+        }
+        if !synced.is_empty() {
+            self.unsynced_confirms.push(PendingConfirm::Publishes(sink, synced));
         }
     }
 

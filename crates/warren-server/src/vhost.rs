@@ -253,6 +253,8 @@ impl VHost {
         if passive {
             return Err(self.no_queue(&meta.name));
         }
+        // Arguments are validated when a queue is created; a redeclaration only compares them.
+        warren_core::args::QueueArgs::from_declaration(&meta, &self.name)?;
         let log = match &self.durability {
             Some(d) if meta.durable && meta.exclusive_owner.is_none() => {
                 let (log_id, log) = d.create_queue_log()?;

@@ -1,17 +1,44 @@
 use super::*;
+use crate::args::QueueArgs;
 use bytes::Bytes;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::{BTreeSet, HashSet};
 use warren_amqp::BasicProperties;
 
+mod consumer_order;
+mod dead_letters;
+mod limits;
+mod priorities;
+mod simulation;
+mod ttl;
+
 fn msg(n: u64) -> Arc<Message> {
+    msg_with(n, |_| {})
+}
+
+/// A message whose body is `n`, with properties set by `props`.
+fn msg_with(n: u64, props: impl FnOnce(&mut BasicProperties)) -> Arc<Message> {
+    let mut properties = BasicProperties::default();
+    props(&mut properties);
     Arc::new(Message {
         exchange: ShortStr::from(""),
         routing_key: ShortStr::from("q"),
-        properties: BasicProperties::default(),
+        properties,
         properties_raw: Bytes::new(),
         body: Bytes::from(n.to_be_bytes().to_vec()),
     })
+}
+
+fn queue_with(args: QueueArgs) -> QueueState<u64> {
+    QueueState::with_args(args)
+}
+
+fn bodies(q: &QueueState<u64>) -> Vec<u64> {
+    q.ready_messages().map(|r| u64::from_be_bytes(r.message.body[..8].try_into().unwrap())).collect()
+}
+
+fn dead_bodies(dead: &[Dead]) -> Vec<(u64, DeathReason)> {
+    dead.iter().map(|d| (u64::from_be_bytes(d.message.body[..8].try_into().unwrap()), d.reason)).collect()
 }
 
 fn body_of(d: &Delivery) -> u64 {
@@ -29,6 +56,7 @@ fn consumer(id: u64, owner: ChannelKey, prefetch: u16, no_ack: bool) -> Consumer
         no_ack,
         prefetch,
         exclusive: false,
+        priority: 0,
         channel_credit: None,
         sink: id,
     }
@@ -44,7 +72,7 @@ fn drain(q: &mut QueueState<u64>) -> Vec<(u64, Delivery)> {
 fn messages_are_delivered_in_fifo_order() {
     let mut q = QueueState::new();
     for i in 0..10 {
-        q.publish(msg(i));
+        q.publish(msg(i), 0);
     }
     q.add_consumer(consumer(1, CH1, 0, false), "queue 'q'").unwrap();
     let got: Vec<u64> = drain(&mut q).iter().map(|(_, d)| body_of(d)).collect();
@@ -57,7 +85,7 @@ fn competing_consumers_are_served_round_robin() {
     q.add_consumer(consumer(1, CH1, 0, false), "q").unwrap();
     q.add_consumer(consumer(2, CH2, 0, false), "q").unwrap();
     for i in 0..6 {
-        q.publish(msg(i));
+        q.publish(msg(i), 0);
     }
     let who: Vec<u64> = drain(&mut q).iter().map(|(c, _)| *c).collect();
     assert_eq!(who, vec![1, 2, 1, 2, 1, 2]);
@@ -68,7 +96,7 @@ fn prefetch_limits_unacked_deliveries_until_ack() {
     let mut q = QueueState::new();
     q.add_consumer(consumer(1, CH1, 2, false), "q").unwrap();
     for i in 0..5 {
-        q.publish(msg(i));
+        q.publish(msg(i), 0);
     }
     let first = drain(&mut q);
     assert_eq!(first.len(), 2);
@@ -89,7 +117,7 @@ fn channel_global_prefetch_is_shared_between_consumers() {
     q.add_consumer(a, "q").unwrap();
     q.add_consumer(b, "q").unwrap();
     for i in 0..10 {
-        q.publish(msg(i));
+        q.publish(msg(i), 0);
     }
     assert_eq!(drain(&mut q).len(), 3);
     assert!(credit.release(1), "channel was at its limit");
@@ -101,7 +129,7 @@ fn no_ack_consumer_is_bounded_by_write_window_and_resumes_on_credit() {
     let mut q = QueueState::new();
     q.add_consumer(consumer(1, CH1, 0, true), "q").unwrap();
     for i in 0..(WRITE_WINDOW as u64 + 10) {
-        q.publish(msg(i));
+        q.publish(msg(i), 0);
     }
     assert_eq!(drain(&mut q).len(), WRITE_WINDOW as usize);
     assert_eq!(q.unacked_count(), 0);
@@ -114,7 +142,7 @@ fn requeued_messages_return_to_their_original_place_marked_redelivered() {
     let mut q = QueueState::new();
     q.add_consumer(consumer(1, CH1, 3, false), "q").unwrap();
     for i in 0..6 {
-        q.publish(msg(i));
+        q.publish(msg(i), 0);
     }
     let first = drain(&mut q);
     let seqs: Vec<Seq> = first.iter().map(|(_, d)| d.seq).collect();
@@ -130,7 +158,7 @@ fn closing_a_channel_requeues_its_deliveries_in_order_and_removes_its_consumers(
     let mut q = QueueState::new();
     q.add_consumer(consumer(1, CH1, 0, false), "q").unwrap();
     for i in 0..4 {
-        q.publish(msg(i));
+        q.publish(msg(i), 0);
     }
     drain(&mut q);
     q.get(CH2, false); // nothing left for get; holds nothing
@@ -162,10 +190,10 @@ fn exclusive_consumer_excludes_others_both_ways() {
 #[test]
 fn restored_messages_keep_their_numbers_and_publishing_continues_after_them() {
     let mut q: QueueState<u64> = QueueState::new();
-    q.restore(5, msg(0), true);
-    q.restore(9, msg(1), false);
-    let seq = q.publish(msg(2));
-    assert_eq!(seq, 10);
+    q.restore(5, msg(0), true, 0);
+    q.restore(9, msg(1), false, 0);
+    let seq = q.publish(msg(2), 0);
+    assert_eq!(seq, Enqueued::Accepted(10));
     let (d, _) = q.get(CH1, true).unwrap();
     assert_eq!((d.seq, d.redelivered), (5, true));
 }
@@ -174,7 +202,7 @@ fn restored_messages_keep_their_numbers_and_publishing_continues_after_them() {
 fn get_reports_remaining_count_and_purge_keeps_unacked() {
     let mut q: QueueState<u64> = QueueState::new();
     for i in 0..3 {
-        q.publish(msg(i));
+        q.publish(msg(i), 0);
     }
     let (d, remaining) = q.get(CH1, false).unwrap();
     assert_eq!((body_of(&d), remaining), (0, 2));
@@ -202,7 +230,7 @@ fn simulation_preserves_messages_and_order() {
         for _ in 0..400 {
             match rng.gen_range(0..7) {
                 0 | 1 => {
-                    q.publish(msg(next_msg));
+                    q.publish(msg(next_msg), 0);
                     next_msg += 1;
                 }
                 2 => {

@@ -91,6 +91,7 @@ impl Connection {
             no_ack: m.no_ack,
             prefetch: channel.prefetch_count,
             exclusive: m.exclusive,
+            priority: warren_core::args::consumer_priority(&m.arguments, &queue.describe())?,
             channel_credit: Some(channel.credit.clone()),
             sink,
         };
@@ -218,9 +219,7 @@ impl Connection {
             Some(ex)
         };
         if let Some(expiration) = &header.properties.expiration {
-            if expiration.parse::<u64>().is_err() {
-                return Err(AmqpError::precondition(format!("invalid expiration '{expiration}'")));
-            }
+            warren_core::args::parse_expiration(expiration)?;
         }
         if let Some(user_id) = &header.properties.user_id {
             if user_id.as_str() != self.user {
@@ -266,12 +265,13 @@ impl Connection {
         }
         let channel = self.channels.get_mut(&ch).expect("open channel");
         // In confirm mode, a persistent message is confirmed once every durable queue it was
-        // routed to has it on disk; anything else as soon as it is enqueued.
+        // routed to has it on disk, and any message once every queue that may refuse it (a
+        // length limit with reject-publish) took it; anything else as soon as it is enqueued.
         let confirm_seq = channel.confirm.then(|| channel.next_publish_seq);
         let mut awaiting = 0;
         for q in queues.drain(..) {
             let confirm = match confirm_seq {
-                Some(seq) if q.persists() && message.is_persistent() => {
+                Some(seq) if q.answers_confirm(&message) => {
                     awaiting += 1;
                     Some((ch, seq))
                 }

@@ -1,0 +1,76 @@
+//! What a queue task does with the messages that die in its queue (`warren_core::queue::Dead`):
+//! records their removal in the log, and, when the queue has a dead-letter exchange,
+//! republishes them through it with RabbitMQ's `x-death` headers.
+//!
+//! Dead-lettered messages reach their destination queues on those queues' unbounded control
+//! channel ([`QueueHandle::publish_dead_letters`]), never through an awaited send: two queues
+//! that dead-letter into each other with full inboxes would otherwise wait on each other
+//! forever. The unbounded channel holds no more than the messages that just left this queue
+//! (times the destinations they route to), and the broker's memory alarm stops publishers if
+//! that ever adds up. Dead-lettering is at-most-once, as RabbitMQ's classic queues do it
+//! (and as Warren's single-node quorum queues do too): the message is gone from its queue's
+//! log before its copy is in the destination's.
+
+use super::{wall_clock_ms, Publish, QueueRef, QueueTask};
+use std::sync::Arc;
+use tracing::warn;
+use warren_core::queue::{dead_letter_message, is_death_cycle, Dead, DeathReason};
+
+impl QueueTask {
+    /// Handles the messages that died since the last call.
+    pub(super) fn bury(&mut self) {
+        if !self.state.has_dead() {
+            return;
+        }
+        let dead = self.state.take_dead();
+        if self.log.is_some() {
+            let gone: Vec<u64> = dead.iter().filter(|d| d.message.is_persistent()).filter_map(|d| d.seq).collect();
+            self.forget(&gone);
+        }
+        if self.state.args().dead_letter.is_some() {
+            self.dead_letter(dead);
+        }
+    }
+
+    /// Republishes dead messages through the dead-letter exchange. A missing exchange drops
+    /// them, as RabbitMQ does; so does a destination that closes an automatic cycle.
+    fn dead_letter(&mut self, dead: Vec<Dead>) {
+        let Some(target) = self.state.args().dead_letter.clone() else { return };
+        let Some(vhost) = self.vhost.upgrade() else { return };
+        let Some(exchange) = vhost.exchange(&target.exchange) else { return };
+        let now_secs = wall_clock_ms() / 1000;
+        let mut batches: Vec<(QueueRef, Vec<Publish>)> = Vec::new();
+        let mut routed = Vec::new();
+        for d in dead {
+            let message = Arc::new(dead_letter_message(&d.message, d.reason, self.queue.name(), &target, now_secs));
+            routed.clear();
+            vhost.route(&exchange, &message, &mut routed);
+            for q in routed.drain(..) {
+                if d.reason != DeathReason::Rejected && is_death_cycle(&message, q.name()) {
+                    self.warn_cycle_once(&q);
+                    continue;
+                }
+                let publish = Publish { message: message.clone(), confirm: None };
+                match batches.iter_mut().find(|(bq, _)| *bq == q) {
+                    Some((_, batch)) => batch.push(publish),
+                    None => batches.push((q, vec![publish])),
+                }
+            }
+        }
+        for (q, batch) in batches {
+            // A queue deleted meanwhile drops them, as if deleted just after.
+            q.publish_dead_letters(batch);
+        }
+    }
+
+    fn warn_cycle_once(&mut self, destination: &QueueRef) {
+        if self.cycles_warned.insert(destination.id) {
+            warn!(
+                "{}: message dropped: dead-lettering it to {} would close a cycle without a rejection \
+                 (not reported again for this pair)",
+                self.queue.describe(),
+                destination.describe()
+            );
+        }
+    }
+}
