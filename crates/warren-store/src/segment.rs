@@ -1,0 +1,385 @@
+//! Segment files, which hold a durable queue's messages, and [`Segment`], all that is kept in
+//! RAM about one of them.
+//!
+//! # On disk
+//!
+//! A queue's log directory holds segment files named after the lowest seq they may contain,
+//! zero-padded so that name order is seq order: `00000000000000000042.seg`. Every seq in a
+//! segment is at least its name and below the next segment's name; within a segment seqs
+//! strictly increase (they need not be contiguous: the broker numbers transient messages
+//! too, and those never reach the log). A segment is a concatenation of records (see
+//! [`crate::record`]) whose payload is one message:
+//!
+//! ```text
+//! payload := seq: u64 LE
+//!            kind: u8                      1 = message; other values are reserved (streams)
+//!            exchange_len: u8, exchange    UTF-8, as published
+//!            routing_key_len: u8, routing_key
+//!            properties_len: u32 LE, properties_raw   the content header's property bytes
+//!            body_len: u32 LE, body
+//! ```
+//!
+//! Only the newest segment (the *active* one) is appended to; it is closed and a new one
+//! started when the next record would take it past `segment_size_bytes`. Acks and delivery
+//! marks for a segment's messages live in its side file (see [`crate::acks`]).
+//!
+//! # In RAM
+//!
+//! Per segment: its name, the seqs it holds as runs of consecutive seqs (one run when seqs
+//! are contiguous, 16 bytes per further gap), a record count, an ack count, and an *acked*
+//! bitmap with one bit per record, indexed by the record's ordinal in the file. Nothing
+//! else: bodies stay with the broker (or on disk), and a segment's bitmap goes when the
+//! segment is deleted, once every record in it is acked.
+
+use crate::record::DamageKind;
+use crate::StoredMessage;
+use std::ops::Range;
+
+/// `kind` byte of a message record.
+const KIND_MESSAGE: u8 = 1;
+
+/// seq + kind + the two short-string lengths + the two long lengths.
+pub(crate) const MIN_MESSAGE_PAYLOAD_BYTES: usize = 8 + 1 + 1 + 1 + 4 + 4;
+
+pub(crate) fn segment_file_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.seg")
+}
+
+pub(crate) fn acks_file_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.acks")
+}
+
+/// What a file in a log directory is, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFile {
+    Segment(u64),
+    Acks(u64),
+}
+
+pub(crate) fn parse_file_name(name: &str) -> Option<LogFile> {
+    let (stem, ext) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seq = stem.parse().ok()?;
+    match ext {
+        "seg" => Some(LogFile::Segment(seq)),
+        "acks" => Some(LogFile::Acks(seq)),
+        _ => None,
+    }
+}
+
+pub(crate) fn message_payload_len(msg: &StoredMessage) -> usize {
+    MIN_MESSAGE_PAYLOAD_BYTES
+        + msg.exchange.len()
+        + msg.routing_key.len()
+        + msg.properties_raw.len()
+        + msg.body.len()
+}
+
+/// Appends a message payload; the caller has checked that the lengths fit their fields
+/// (`ShortStr` guarantees ≤ 255; the record limit keeps the rest under 4 GiB).
+pub(crate) fn encode_message(out: &mut Vec<u8>, seq: u64, msg: &StoredMessage) {
+    out.reserve(message_payload_len(msg));
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.push(KIND_MESSAGE);
+    out.push(msg.exchange.len() as u8);
+    out.extend_from_slice(msg.exchange.as_bytes());
+    out.push(msg.routing_key.len() as u8);
+    out.extend_from_slice(msg.routing_key.as_bytes());
+    out.extend_from_slice(&(msg.properties_raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(&msg.properties_raw);
+    out.extend_from_slice(&(msg.body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&msg.body);
+}
+
+/// Where a message's fields are within its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MessageLayout {
+    pub seq: u64,
+    pub exchange: Range<usize>,
+    pub routing_key: Range<usize>,
+    pub properties: Range<usize>,
+    pub body: Range<usize>,
+}
+
+impl MessageLayout {
+    /// The layout of a payload already checked by [`decode_message`], from the three field
+    /// lengths that are not implied by the payload's length (so recovery can keep 8 bytes
+    /// per live record instead of the whole layout).
+    pub fn from_lengths(lengths: FieldLengths, seq: u64, payload_len: usize) -> MessageLayout {
+        let exchange = 10..10 + lengths.exchange as usize;
+        let routing_key = exchange.end + 1..exchange.end + 1 + lengths.routing_key as usize;
+        let properties = routing_key.end + 4..routing_key.end + 4 + lengths.properties as usize;
+        let body = properties.end + 4..payload_len;
+        MessageLayout {
+            seq,
+            exchange,
+            routing_key,
+            properties,
+            body,
+        }
+    }
+
+    pub fn lengths(&self) -> FieldLengths {
+        FieldLengths {
+            exchange: self.exchange.len() as u8,
+            routing_key: self.routing_key.len() as u8,
+            properties: self.properties.len() as u32,
+        }
+    }
+}
+
+/// The lengths of a message's variable fields, body excepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldLengths {
+    pub exchange: u8,
+    pub routing_key: u8,
+    pub properties: u32,
+}
+
+/// Decodes a payload's layout, checking every length and that the short strings are UTF-8.
+pub(crate) fn decode_message(p: &[u8]) -> Result<MessageLayout, DamageKind> {
+    let bad = DamageKind::BadPayload;
+    if p.len() < MIN_MESSAGE_PAYLOAD_BYTES {
+        return Err(bad("message payload too short"));
+    }
+    let seq = u64::from_le_bytes(p[0..8].try_into().unwrap());
+    if p[8] != KIND_MESSAGE {
+        return Err(bad("unknown record kind"));
+    }
+    let mut pos = 9;
+    let mut field = |width: usize| -> Result<Range<usize>, DamageKind> {
+        let len = match width {
+            1 => *p.get(pos).ok_or(bad("field length past the end"))? as usize,
+            _ => {
+                let b = p
+                    .get(pos..pos + 4)
+                    .ok_or(bad("field length past the end"))?;
+                u32::from_le_bytes(b.try_into().unwrap()) as usize
+            }
+        };
+        let start = pos + width;
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= p.len())
+            .ok_or(bad("field runs past the end of the record"))?;
+        pos = end;
+        Ok(start..end)
+    };
+    let exchange = field(1)?;
+    let routing_key = field(1)?;
+    let properties = field(4)?;
+    let body = field(4)?;
+    if pos != p.len() {
+        return Err(bad("bytes after the body"));
+    }
+    if std::str::from_utf8(&p[exchange.clone()]).is_err()
+        || std::str::from_utf8(&p[routing_key.clone()]).is_err()
+    {
+        return Err(bad("exchange or routing key is not UTF-8"));
+    }
+    Ok(MessageLayout {
+        seq,
+        exchange,
+        routing_key,
+        properties,
+        body,
+    })
+}
+
+/// A run of consecutive seqs stored at consecutive ordinals.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    first_seq: u64,
+    first_ordinal: u32,
+    len: u32,
+}
+
+/// The RAM state of one segment (see the module docs for what it costs).
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// The segment's name: every seq in it is at least this.
+    pub first_seq: u64,
+    runs: Vec<Run>,
+    records: u32,
+    /// Bit `i` set = the record at ordinal `i` is acked.
+    acked: Vec<u64>,
+    acked_count: u32,
+    /// Size of the segment file, counting records still in the write buffer.
+    pub file_bytes: u64,
+    /// Size of the side file as written (pending marks not included).
+    pub acks_file_bytes: u64,
+    /// Ack/delivery records not yet written to the side file.
+    pub pending_marks: Vec<u8>,
+    /// The side file was written since the last fdatasync of it.
+    pub marks_unsynced: bool,
+}
+
+impl Segment {
+    pub fn new(first_seq: u64) -> Segment {
+        Segment {
+            first_seq,
+            runs: Vec::new(),
+            records: 0,
+            acked: Vec::new(),
+            acked_count: 0,
+            file_bytes: 0,
+            acks_file_bytes: 0,
+            pending_marks: Vec::new(),
+            marks_unsynced: false,
+        }
+    }
+
+    pub fn records(&self) -> u32 {
+        self.records
+    }
+
+    pub fn live_records(&self) -> u32 {
+        self.records - self.acked_count
+    }
+
+    /// Every record is acked (vacuously true for an empty segment).
+    pub fn all_acked(&self) -> bool {
+        self.acked_count == self.records
+    }
+
+    pub fn last_seq(&self) -> Option<u64> {
+        self.runs.last().map(|r| r.first_seq + r.len as u64 - 1)
+    }
+
+    /// Registers the next record; `seq` must be above every seq already in the segment.
+    pub fn push(&mut self, seq: u64) {
+        debug_assert!(seq >= self.first_seq);
+        debug_assert!(self.last_seq().is_none_or(|last| seq > last));
+        match self.runs.last_mut() {
+            Some(run) if run.first_seq + run.len as u64 == seq => run.len += 1,
+            _ => self.runs.push(Run {
+                first_seq: seq,
+                first_ordinal: self.records,
+                len: 1,
+            }),
+        }
+        if self.records as usize % 64 == 0 {
+            self.acked.push(0);
+        }
+        self.records += 1;
+    }
+
+    fn ordinal(&self, seq: u64) -> Option<usize> {
+        let idx = self.runs.partition_point(|r| r.first_seq <= seq);
+        let run = self.runs.get(idx.checked_sub(1)?)?;
+        let offset = seq - run.first_seq;
+        (offset < run.len as u64).then(|| run.first_ordinal as usize + offset as usize)
+    }
+
+    fn is_acked_ordinal(&self, ordinal: usize) -> bool {
+        self.acked[ordinal / 64] & (1 << (ordinal % 64)) != 0
+    }
+
+    /// Whether `seq` is in this segment and not acked.
+    pub fn is_live(&self, seq: u64) -> bool {
+        self.ordinal(seq).is_some_and(|o| !self.is_acked_ordinal(o))
+    }
+
+    /// Marks `seq` acked; false if it is not in this segment or was acked already.
+    pub fn ack(&mut self, seq: u64) -> bool {
+        match self.ordinal(seq) {
+            Some(o) if !self.is_acked_ordinal(o) => {
+                self.acked[o / 64] |= 1 << (o % 64);
+                self.acked_count += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn msg(body: &'static [u8]) -> StoredMessage {
+        StoredMessage {
+            exchange: "amq.direct".into(),
+            routing_key: "orders.eu".into(),
+            properties_raw: Bytes::from_static(&[0x80, 0x00, 0x0a]),
+            body: Bytes::from_static(body),
+        }
+    }
+
+    #[test]
+    fn message_payload_round_trips_through_its_layout() {
+        let m = msg(b"hello");
+        let mut out = Vec::new();
+        encode_message(&mut out, 77, &m);
+        assert_eq!(out.len(), message_payload_len(&m));
+        let l = decode_message(&out).unwrap();
+        assert_eq!(MessageLayout::from_lengths(l.lengths(), 77, out.len()), l);
+        assert_eq!(l.seq, 77);
+        assert_eq!(&out[l.exchange], b"amq.direct");
+        assert_eq!(&out[l.routing_key], b"orders.eu");
+        assert_eq!(&out[l.properties], &[0x80, 0x00, 0x0a]);
+        assert_eq!(&out[l.body], b"hello");
+    }
+
+    #[test]
+    fn payload_with_inconsistent_lengths_is_rejected() {
+        let mut out = Vec::new();
+        encode_message(&mut out, 1, &msg(b"hello"));
+        for cut in 0..out.len() {
+            assert!(decode_message(&out[..cut]).is_err(), "cut at {cut}");
+        }
+        out.push(0);
+        assert!(decode_message(&out).is_err());
+    }
+
+    #[test]
+    fn file_names_sort_by_seq_and_parse_back() {
+        assert_eq!(segment_file_name(42), "00000000000000000042.seg");
+        assert!(segment_file_name(9) < segment_file_name(10));
+        assert_eq!(
+            parse_file_name(&segment_file_name(u64::MAX)),
+            Some(LogFile::Segment(u64::MAX))
+        );
+        assert_eq!(parse_file_name(&acks_file_name(7)), Some(LogFile::Acks(7)));
+        assert_eq!(parse_file_name("42.seg"), None);
+        assert_eq!(parse_file_name("00000000000000000042.tmp"), None);
+    }
+
+    #[test]
+    fn acks_count_once_and_only_for_seqs_in_the_segment() {
+        let mut s = Segment::new(10);
+        for seq in [10, 11, 12, 20, 21, 500] {
+            s.push(seq);
+        }
+        assert_eq!(s.runs.len(), 3);
+        assert!(!s.ack(13), "not in the segment");
+        assert!(!s.ack(9));
+        assert!(s.ack(11));
+        assert!(!s.ack(11), "already acked");
+        assert!(!s.is_live(11));
+        assert!(s.is_live(20));
+        for seq in [10, 12, 20, 21] {
+            assert!(s.ack(seq));
+        }
+        assert!(!s.all_acked());
+        assert!(s.ack(500));
+        assert!(s.all_acked());
+        assert_eq!(s.last_seq(), Some(500));
+    }
+
+    #[test]
+    fn bitmap_grows_past_one_word() {
+        let mut s = Segment::new(0);
+        for seq in 0..200 {
+            s.push(seq);
+        }
+        assert!(s.ack(130));
+        assert!(s.ack(63));
+        assert!(s.ack(64));
+        assert_eq!(s.live_records(), 197);
+        assert!(!s.is_live(130) && s.is_live(129) && s.is_live(199));
+    }
+}
