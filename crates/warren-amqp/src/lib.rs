@@ -15,10 +15,10 @@ mod wire;
 
 pub use error::{Error, ReplyCode};
 pub use frame::{
-    encode_basic_header, encode_body_frames, encode_content_header, encode_heartbeat,
-    encode_method, encode_method_with_content, ContentHeader, Frame, FrameDecoder, FRAME_BODY,
-    FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, FRAME_OVERHEAD,
-    PROTOCOL_HEADER,
+    encode_basic_header, encode_body_frames, encode_content_header, encode_deliver,
+    encode_heartbeat, encode_method, encode_method_with_content, ContentHeader, Frame,
+    FrameDecoder, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
+    FRAME_MIN_SIZE, FRAME_OVERHEAD, PROTOCOL_HEADER,
 };
 pub use methods::*;
 pub use properties::BasicProperties;

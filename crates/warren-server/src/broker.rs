@@ -42,7 +42,10 @@ impl Broker {
         if user == "guest" && !peer.ip().is_loopback() {
             return false;
         }
-        self.config.users.iter().any(|u| u.name == user && u.password == password)
+        self.config
+            .users
+            .iter()
+            .any(|u| u.name == user && u.password == password)
     }
 
     pub fn next_consumer_id(&self) -> ConsumerId {
@@ -59,18 +62,26 @@ impl Broker {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (durability, definitions) =
-            Durability::open(&config.data_dir).map_err(|e| std::io::Error::other(format!("cannot open the data directory: {e}")))?;
+        let (durability, definitions) = Durability::open(&config.data_dir)
+            .map_err(|e| std::io::Error::other(format!("cannot open the data directory: {e}")))?;
         let root = VHost::new("/", Some(durability));
         root.restore(&definitions);
         for d in definitions.queues.iter().filter(|q| q.vhost != "/") {
-            warn!("stored queue '{}' belongs to unknown vhost '{}'; left on disk", d.name, d.vhost);
+            warn!(
+                "stored queue '{}' belongs to unknown vhost '{}'; left on disk",
+                d.name, d.vhost
+            );
         }
         let mut vhosts = HashMap::new();
         vhosts.insert("/".to_string(), root);
         let max_connections = config.max_connections;
-        let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
-        let alarms = resources::start_monitor(config.memory_high_watermark, config.disk_free_limit, config.data_dir.clone());
+        let data_dir =
+            std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+        let alarms = resources::start_monitor(
+            config.memory_high_watermark,
+            config.disk_free_limit,
+            config.data_dir.clone(),
+        );
         let broker = Arc::new(Broker {
             config,
             alarms,
@@ -79,10 +90,22 @@ impl Broker {
             next_consumer_id: AtomicU64::new(1),
             shutdown: shutdown_rx,
         });
-        info!("Warren {} listening on {}, data dir {}", env!("CARGO_PKG_VERSION"), local_addr, data_dir.display());
+        info!(
+            "Warren {} listening on {}, data dir {}",
+            env!("CARGO_PKG_VERSION"),
+            local_addr,
+            data_dir.display()
+        );
         let slots = Arc::new(Semaphore::new(max_connections));
         let accept = tokio::spawn(accept_loop(listener, broker.clone(), slots.clone()));
-        Ok(RunningBroker { local_addr, broker, shutdown_tx, slots, max_connections, accept })
+        Ok(RunningBroker {
+            local_addr,
+            broker,
+            shutdown_tx,
+            slots,
+            max_connections,
+            accept,
+        })
     }
 }
 

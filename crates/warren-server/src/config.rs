@@ -53,7 +53,10 @@ impl Default for Config {
             memory_high_watermark: Limit::Fraction(0.4),
             disk_free_limit: Limit::Bytes(1 << 30),
             max_connections: 65_536,
-            users: vec![User { name: "guest".into(), password: "guest".into() }],
+            users: vec![User {
+                name: "guest".into(),
+                password: "guest".into(),
+            }],
         }
     }
 }
@@ -61,9 +64,15 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("frame_max {0} is below the protocol minimum of 4096")]
     FrameMaxTooSmall(u32),
 }
@@ -71,8 +80,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML file; fields it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         config.validate()?;
         Ok(config)
     }

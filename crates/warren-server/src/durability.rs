@@ -14,14 +14,16 @@ use warren_core::entity::{ExchangeMeta, QueueMeta};
 use warren_core::routing::ExchangeKind;
 use warren_core::AmqpError;
 use warren_store::{
-    DefinitionChange, DefinitionStore, Definitions, ExchangeDef, QueueDef, QueueLog, QueueLogConfig, RecoveredMessage,
-    StoreError,
+    DefinitionChange, DefinitionStore, Definitions, ExchangeDef, QueueDef, QueueLog,
+    QueueLogConfig, RecoveredMessage, StoreError,
 };
 
 /// Runs a blocking store call without stalling the tokio worker's other tasks.
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
         _ => f(),
     }
 }
@@ -41,14 +43,21 @@ impl Durability {
     pub fn open(data_dir: &Path) -> Result<(Arc<Durability>, Definitions), StoreError> {
         let (store, defs) = DefinitionStore::open(&data_dir.join("definitions"))?;
         let queues_dir = data_dir.join("queues");
-        std::fs::create_dir_all(&queues_dir).map_err(|source| StoreError::Io { op: "create", path: queues_dir.clone(), source })?;
+        std::fs::create_dir_all(&queues_dir).map_err(|source| StoreError::Io {
+            op: "create",
+            path: queues_dir.clone(),
+            source,
+        })?;
         let max_id = defs.queues.iter().map(|q| q.log_id).max().unwrap_or(0);
         // Logs no definition names are left over from a queue deleted (or never finished
         // declaring) just before a crash.
         if let Ok(entries) = std::fs::read_dir(&queues_dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let known = name.parse::<u64>().ok().is_some_and(|id| defs.queues.iter().any(|q| q.log_id == id));
+                let known = name
+                    .parse::<u64>()
+                    .ok()
+                    .is_some_and(|id| defs.queues.iter().any(|q| q.log_id == id));
                 if !known {
                     warn!("removing orphaned queue log {}", entry.path().display());
                     let _ = std::fs::remove_dir_all(entry.path());
@@ -65,20 +74,38 @@ impl Durability {
 
     /// Makes definition changes durable (fsynced) before the caller replies `-ok`.
     pub fn apply(&self, changes: &[DefinitionChange]) -> Result<(), AmqpError> {
-        blocking(|| self.definitions.lock().apply(changes)).map_err(|e| store_failed("store definitions", e))
+        blocking(|| self.definitions.lock().apply(changes))
+            .map_err(|e| store_failed("store definitions", e))
     }
 
     /// Creates the message log of a new durable queue.
     pub fn create_queue_log(&self) -> Result<(u64, QueueLog), AmqpError> {
         let id = self.next_log_id.fetch_add(1, Ordering::Relaxed);
-        let (log, recovered, _) = self.open_queue_log(id).map_err(|e| store_failed("create a queue log", e))?;
+        let (log, recovered, _) = self
+            .open_queue_log(id)
+            .map_err(|e| store_failed("create a queue log", e))?;
         debug_assert!(recovered.is_empty());
         Ok((id, log))
     }
 
     /// Opens (recovering) a durable queue's message log.
-    pub fn open_queue_log(&self, id: u64) -> Result<(QueueLog, Vec<RecoveredMessage>, warren_store::RecoveryReport), StoreError> {
-        blocking(|| QueueLog::open(&self.queues_dir.join(id.to_string()), QueueLogConfig::default()))
+    pub fn open_queue_log(
+        &self,
+        id: u64,
+    ) -> Result<
+        (
+            QueueLog,
+            Vec<RecoveredMessage>,
+            warren_store::RecoveryReport,
+        ),
+        StoreError,
+    > {
+        blocking(|| {
+            QueueLog::open(
+                &self.queues_dir.join(id.to_string()),
+                QueueLogConfig::default(),
+            )
+        })
     }
 }
 
@@ -96,7 +123,10 @@ pub fn exchange_def(vhost: &str, m: &ExchangeMeta) -> ExchangeDef {
 
 pub fn exchange_meta(d: &ExchangeDef) -> Option<ExchangeMeta> {
     let Some(kind) = ExchangeKind::parse(&d.kind) else {
-        warn!("stored exchange '{}' has unknown type '{}'; skipped", d.name, d.kind);
+        warn!(
+            "stored exchange '{}' has unknown type '{}'; skipped",
+            d.name, d.kind
+        );
         return None;
     };
     Some(ExchangeMeta {

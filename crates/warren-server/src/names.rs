@@ -7,7 +7,9 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 fn random_suffix() -> String {
     let mut rng = rand::thread_rng();
-    (0..22).map(|_| ALPHABET[rng.gen_range(0..64)] as char).collect()
+    (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..64)] as char)
+        .collect()
 }
 
 pub fn queue_name() -> String {

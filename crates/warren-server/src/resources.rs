@@ -39,10 +39,18 @@ impl FromStr for Limit {
     /// `0.4` (a fraction, below 1), or a size: `1073741824`, `512MB`, `2GiB`, `100MiB`, `1GB`.
     fn from_str(s: &str) -> Result<Limit, String> {
         let s = s.trim();
-        let bad = || format!("'{s}' is neither a fraction like 0.4 nor a size like 2GiB, 512MB or 1073741824");
+        let bad = || {
+            format!(
+                "'{s}' is neither a fraction like 0.4 nor a size like 2GiB, 512MB or 1073741824"
+            )
+        };
         if let Ok(f) = s.parse::<f64>() {
             if s.contains('.') || f < 1.0 {
-                return if (0.0..=1.0).contains(&f) { Ok(Limit::Fraction(f)) } else { Err(bad()) };
+                return if (0.0..=1.0).contains(&f) {
+                    Ok(Limit::Fraction(f))
+                } else {
+                    Err(bad())
+                };
             }
         }
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -129,7 +137,9 @@ pub fn total_memory_bytes() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
         .unwrap_or(u64::MAX);
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
     cgroup.map_or(ram, |c| c.min(ram))
 }
 
@@ -148,7 +158,11 @@ pub fn free_disk_bytes(path: &Path) -> Option<u64> {
 }
 
 /// Starts the monitor task; the returned receiver always holds the current alarms.
-pub fn start_monitor(memory_limit: Limit, disk_limit: Limit, data_dir: PathBuf) -> watch::Receiver<Alarms> {
+pub fn start_monitor(
+    memory_limit: Limit,
+    disk_limit: Limit,
+    data_dir: PathBuf,
+) -> watch::Receiver<Alarms> {
     let total = total_memory_bytes();
     let memory_limit_bytes = memory_limit.resolve(total);
     // A fractional disk limit is relative to RAM, as RabbitMQ's `mem_relative`.
@@ -161,7 +175,10 @@ pub fn start_monitor(memory_limit: Limit, disk_limit: Limit, data_dir: PathBuf) 
             ticker.tick().await;
             let rss = resident_bytes().unwrap_or(0);
             let free = free_disk_bytes(&data_dir).unwrap_or(u64::MAX);
-            let now = Alarms { memory: rss > memory_limit_bytes, disk: free < disk_limit_bytes };
+            let now = Alarms {
+                memory: rss > memory_limit_bytes,
+                disk: free < disk_limit_bytes,
+            };
             let before = *tx.borrow();
             if now != before {
                 if now.memory != before.memory {
@@ -196,7 +213,10 @@ mod tests {
         assert_eq!("0.4".parse::<Limit>().unwrap(), Limit::Fraction(0.4));
         assert_eq!("2GiB".parse::<Limit>().unwrap(), Limit::Bytes(2 << 30));
         assert_eq!("512MB".parse::<Limit>().unwrap(), Limit::Bytes(512_000_000));
-        assert_eq!("1073741824".parse::<Limit>().unwrap(), Limit::Bytes(1 << 30));
+        assert_eq!(
+            "1073741824".parse::<Limit>().unwrap(),
+            Limit::Bytes(1 << 30)
+        );
         assert!("lots".parse::<Limit>().is_err());
         assert!("1.5".parse::<Limit>().is_err());
     }

@@ -16,7 +16,10 @@ pub struct Snapshot<T> {
 
 impl<T: Clone> Snapshot<T> {
     pub fn new(value: T) -> Snapshot<T> {
-        Snapshot { truth: Mutex::new(value), published: ArcSwapOption::empty() }
+        Snapshot {
+            truth: Mutex::new(value),
+            published: ArcSwapOption::empty(),
+        }
     }
 
     /// The current value, as an immutable shared copy.

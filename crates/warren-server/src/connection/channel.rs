@@ -3,9 +3,11 @@
 
 use crate::queue_task::QueueRef;
 use bytes::{Bytes, BytesMut};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use warren_amqp::{encode_method, BasicAck, BasicNack, BasicPublish, ContentHeader, Method, ShortStr};
+use warren_amqp::{
+    encode_method, BasicAck, BasicNack, BasicPublish, ContentHeader, Method, ShortStr,
+};
 use warren_core::queue::{ChannelCredit, ConsumerId, Seq};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub struct ChannelConsumer {
 /// A publish whose content frames are still arriving.
 pub struct Assembling {
     pub publish: BasicPublish,
-    pub header: Option<ContentHeader>,
+    pub header: Option<Box<ContentHeader>>,
     pub body: Body,
 }
 
@@ -79,13 +81,20 @@ impl Body {
 
 /// Settlements made inside a transaction, applied at commit.
 pub enum TxSettle {
-    Ack { tag: u64, multiple: bool },
-    Nack { tag: u64, multiple: bool, requeue: bool },
+    Ack {
+        tag: u64,
+        multiple: bool,
+    },
+    Nack {
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    },
 }
 
 #[derive(Default)]
 pub struct TxBuffer {
-    pub publishes: Vec<(BasicPublish, ContentHeader, Bytes)>,
+    pub publishes: Vec<(BasicPublish, Box<ContentHeader>, Bytes)>,
     pub settles: Vec<TxSettle>,
 }
 
@@ -94,7 +103,9 @@ pub struct Channel {
     pub state: ChannelState,
     pub assembling: Option<Assembling>,
     next_tag: u64,
-    pub unacked: BTreeMap<u64, Unsettled>,
+    /// Unsettled deliveries in delivery-tag order. Clients mostly settle in order, so this
+    /// is a queue: settling the oldest is O(1), anything else a binary search.
+    pub unacked: VecDeque<(u64, Unsettled)>,
     pub consumers: HashMap<ShortStr, ChannelConsumer>,
     /// Queues this channel consumed or got from: told when the channel closes.
     pub touched_queues: HashMap<u64, QueueRef>,
@@ -122,7 +133,7 @@ impl Channel {
             state: ChannelState::Open,
             assembling: None,
             next_tag: 1,
-            unacked: BTreeMap::new(),
+            unacked: VecDeque::new(),
             consumers: HashMap::new(),
             touched_queues: HashMap::new(),
             prefetch_count: 0,
@@ -138,11 +149,24 @@ impl Channel {
     }
 
     /// Gives the next delivery tag, remembering what it refers to if it must be settled.
-    pub fn next_delivery_tag(&mut self, queue: &QueueRef, seq: Seq, needs_ack: bool, via_consumer: bool) -> u64 {
+    pub fn next_delivery_tag(
+        &mut self,
+        queue: &QueueRef,
+        seq: Seq,
+        needs_ack: bool,
+        via_consumer: bool,
+    ) -> u64 {
         let tag = self.next_tag;
         self.next_tag += 1;
         if needs_ack {
-            self.unacked.insert(tag, Unsettled { queue: queue.clone(), seq, via_consumer });
+            self.unacked.push_back((
+                tag,
+                Unsettled {
+                    queue: queue.clone(),
+                    seq,
+                    via_consumer,
+                },
+            ));
         }
         tag
     }
@@ -154,23 +178,28 @@ impl Channel {
         tag
     }
 
-    /// The deliveries a settlement covers: all up to `tag` if `multiple` (all if tag is 0),
-    /// else exactly `tag`. `None` if `tag` is unknown: as RabbitMQ, even a `multiple`
-    /// settlement must name an outstanding tag.
-    pub fn take_settled(&mut self, tag: u64, multiple: bool) -> Option<Vec<Unsettled>> {
+    /// Hands `settled` each delivery a settlement covers: all up to `tag` if `multiple` (all
+    /// if tag is 0), else exactly `tag`. False if `tag` is unknown: as RabbitMQ, even a
+    /// `multiple` settlement must name an outstanding tag.
+    pub fn take_settled(
+        &mut self,
+        tag: u64,
+        multiple: bool,
+        mut settled: impl FnMut(Unsettled),
+    ) -> bool {
         if multiple && tag == 0 {
-            return Some(std::mem::take(&mut self.unacked).into_values().collect());
+            self.unacked.drain(..).for_each(|(_, u)| settled(u));
+            return true;
         }
-        if !self.unacked.contains_key(&tag) {
-            return None;
-        }
+        let Ok(idx) = self.unacked.binary_search_by_key(&tag, |(t, _)| *t) else {
+            return false;
+        };
         if multiple {
-            let rest = self.unacked.split_off(&(tag + 1));
-            let taken = std::mem::replace(&mut self.unacked, rest);
-            Some(taken.into_values().collect())
-        } else {
-            self.unacked.remove(&tag).map(|u| vec![u])
+            self.unacked.drain(..=idx).for_each(|(_, u)| settled(u));
+        } else if let Some((_, u)) = self.unacked.remove(idx) {
+            settled(u);
         }
+        true
     }
 
     /// A publish in confirm mode went to `queues` durable queues that must report it on
@@ -185,7 +214,9 @@ impl Channel {
 
     /// One durable queue reported on a publish.
     pub fn queue_confirmed(&mut self, seq: u64, ok: bool) {
-        let Some(entry) = self.unconfirmed.get_mut(&seq) else { return };
+        let Some(entry) = self.unconfirmed.get_mut(&seq) else {
+            return;
+        };
         entry.0 -= 1;
         entry.1 |= !ok;
         if entry.0 == 0 {
@@ -206,18 +237,37 @@ impl Channel {
             return;
         }
         for tag in self.newly_nacked.drain(..) {
-            let nack = BasicNack { delivery_tag: tag, multiple: false, requeue: false };
+            let nack = BasicNack {
+                delivery_tag: tag,
+                multiple: false,
+                requeue: false,
+            };
             encode_method(self.id, &Method::BasicNack(nack), out);
         }
         self.newly_acked.sort_unstable();
-        let lowest_open = self.unconfirmed.keys().next().copied().unwrap_or(self.next_publish_seq);
+        let lowest_open = self
+            .unconfirmed
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_publish_seq);
         let below = self.newly_acked.partition_point(|&s| s < lowest_open);
         if below > 0 {
-            let ack = BasicAck { delivery_tag: self.newly_acked[below - 1], multiple: below > 1 };
+            let ack = BasicAck {
+                delivery_tag: self.newly_acked[below - 1],
+                multiple: below > 1,
+            };
             encode_method(self.id, &Method::BasicAck(ack), out);
         }
         for &tag in &self.newly_acked[below..] {
-            encode_method(self.id, &Method::BasicAck(BasicAck { delivery_tag: tag, multiple: false }), out);
+            encode_method(
+                self.id,
+                &Method::BasicAck(BasicAck {
+                    delivery_tag: tag,
+                    multiple: false,
+                }),
+                out,
+            );
         }
         self.newly_acked.clear();
     }

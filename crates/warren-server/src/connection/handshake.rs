@@ -11,8 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::info;
 use warren_amqp::{
-    encode_method, ConnectionClose, ConnectionStart, ConnectionTune, FieldTable, FieldValue, Frame, FrameDecoder, Method,
-    ShortStr, FRAME_MIN_SIZE, PROTOCOL_HEADER,
+    encode_method, ConnectionClose, ConnectionStart, ConnectionTune, FieldTable, FieldValue, Frame,
+    FrameDecoder, Method, ShortStr, FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
 use warren_core::AmqpError;
 
@@ -46,13 +46,23 @@ pub enum HandshakeError {
 }
 
 /// Runs the handshake. `Ok(None)` when the client was refused and told so.
-pub async fn run(broker: &Broker, socket: &mut TcpStream, rbuf: &mut BytesMut, peer: SocketAddr) -> Result<Option<Session>, HandshakeError> {
+pub async fn run(
+    broker: &Broker,
+    socket: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    peer: SocketAddr,
+) -> Result<Option<Session>, HandshakeError> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, negotiate(broker, socket, rbuf, peer)).await {
         Ok(Ok(s)) => Ok(Some(s)),
         Ok(Err(HandshakeError::Protocol(err))) => {
             info!(%peer, "handshake refused: {}", err.text);
             let mut out = BytesMut::new();
-            let close = ConnectionClose { reply_code: err.code.code(), reply_text: ShortStr::truncating(&err.text), class_id: 0, method_id: 0 };
+            let close = ConnectionClose {
+                reply_code: err.code.code(),
+                reply_text: ShortStr::truncating(&err.text),
+                class_id: 0,
+                method_id: 0,
+            };
             encode_method(0, &Method::ConnectionClose(close), &mut out);
             socket.write_all(&out).await?;
             // Give the client a moment to read the close before the socket goes.
@@ -65,7 +75,12 @@ pub async fn run(broker: &Broker, socket: &mut TcpStream, rbuf: &mut BytesMut, p
     }
 }
 
-async fn negotiate(broker: &Broker, socket: &mut TcpStream, rbuf: &mut BytesMut, peer: SocketAddr) -> Result<Session, HandshakeError> {
+async fn negotiate(
+    broker: &Broker,
+    socket: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    peer: SocketAddr,
+) -> Result<Session, HandshakeError> {
     // Protocol header. Anything else: answer with the header we speak, then close.
     while rbuf.len() < 8 {
         if socket.read_buf(rbuf).await? == 0 {
@@ -97,7 +112,9 @@ async fn negotiate(broker: &Broker, socket: &mut TcpStream, rbuf: &mut BytesMut,
     out.clear();
 
     let Method::ConnectionStartOk(start_ok) = next_method(socket, rbuf, &mut decoder).await? else {
-        return Err(protocol(AmqpError::command_invalid("expected 'connection.start-ok'")));
+        return Err(protocol(AmqpError::command_invalid(
+            "expected 'connection.start-ok'",
+        )));
     };
     let (user, password) = credentials(start_ok.mechanism.as_str(), &start_ok.response)?;
     if !broker.authenticate(&user, &password, peer) {
@@ -109,21 +126,32 @@ async fn negotiate(broker: &Broker, socket: &mut TcpStream, rbuf: &mut BytesMut,
     let cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
     let blocked_notify = client_capability(&start_ok.client_properties, "connection.blocked");
 
-    let tune = ConnectionTune { channel_max: config.channel_max, frame_max: config.frame_max, heartbeat: config.heartbeat_secs };
+    let tune = ConnectionTune {
+        channel_max: config.channel_max,
+        frame_max: config.frame_max,
+        heartbeat: config.heartbeat_secs,
+    };
     encode_method(0, &Method::ConnectionTune(tune), &mut out);
     socket.write_all(&out).await?;
     out.clear();
 
     let Method::ConnectionTuneOk(tune_ok) = next_method(socket, rbuf, &mut decoder).await? else {
-        return Err(protocol(AmqpError::command_invalid("expected 'connection.tune-ok'")));
+        return Err(protocol(AmqpError::command_invalid(
+            "expected 'connection.tune-ok'",
+        )));
     };
     let frame_max = match tune_ok.frame_max {
         0 => config.frame_max,
         f if f < FRAME_MIN_SIZE => {
-            return Err(protocol(AmqpError::not_allowed(format!("frame_max={f} < {FRAME_MIN_SIZE} min size"))));
+            return Err(protocol(AmqpError::not_allowed(format!(
+                "frame_max={f} < {FRAME_MIN_SIZE} min size"
+            ))));
         }
         f if f > config.frame_max => {
-            return Err(protocol(AmqpError::not_allowed(format!("frame_max={f} > {} max size", config.frame_max))));
+            return Err(protocol(AmqpError::not_allowed(format!(
+                "frame_max={f} > {} max size",
+                config.frame_max
+            ))));
         }
         f => f,
     };
@@ -140,14 +168,27 @@ async fn negotiate(broker: &Broker, socket: &mut TcpStream, rbuf: &mut BytesMut,
     decoder.set_max_frame_size(frame_max);
 
     let Method::ConnectionOpen(open) = next_method(socket, rbuf, &mut decoder).await? else {
-        return Err(protocol(AmqpError::command_invalid("expected 'connection.open'")));
+        return Err(protocol(AmqpError::command_invalid(
+            "expected 'connection.open'",
+        )));
     };
     let Some(vhost) = broker.vhost(open.virtual_host.as_str()) else {
-        return Err(protocol(AmqpError::not_allowed(format!("vhost {} not found", open.virtual_host))));
+        return Err(protocol(AmqpError::not_allowed(format!(
+            "vhost {} not found",
+            open.virtual_host
+        ))));
     };
     encode_method(0, &Method::ConnectionOpenOk, &mut out);
     socket.write_all(&out).await?;
-    Ok(Session { vhost, user, frame_max, channel_max, heartbeat: tune_ok.heartbeat, cancel_notify, blocked_notify })
+    Ok(Session {
+        vhost,
+        user,
+        frame_max,
+        channel_max,
+        heartbeat: tune_ok.heartbeat,
+        cancel_notify,
+        blocked_notify,
+    })
 }
 
 fn protocol(e: AmqpError) -> HandshakeError {
@@ -155,7 +196,11 @@ fn protocol(e: AmqpError) -> HandshakeError {
 }
 
 /// Reads frames until a method on channel 0 (heartbeats are skipped).
-async fn next_method(socket: &mut TcpStream, rbuf: &mut BytesMut, decoder: &mut FrameDecoder) -> Result<Method, HandshakeError> {
+async fn next_method(
+    socket: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    decoder: &mut FrameDecoder,
+) -> Result<Method, HandshakeError> {
     loop {
         match decoder.decode(rbuf) {
             Ok(Some(Frame::Heartbeat { .. })) => continue,
@@ -165,7 +210,11 @@ async fn next_method(socket: &mut TcpStream, rbuf: &mut BytesMut, decoder: &mut 
                 }
                 return Ok(method);
             }
-            Ok(Some(_)) => return Err(protocol(AmqpError::command_invalid("unexpected frame during the connection handshake"))),
+            Ok(Some(_)) => {
+                return Err(protocol(AmqpError::command_invalid(
+                    "unexpected frame during the connection handshake",
+                )))
+            }
             Ok(None) => {}
             Err(e) => return Err(protocol(e.into())),
         }
@@ -180,7 +229,9 @@ async fn next_method(socket: &mut TcpStream, rbuf: &mut BytesMut, decoder: &mut 
 
 /// User name and password from a start-ok response.
 fn credentials(mechanism: &str, response: &Bytes) -> Result<(String, String), HandshakeError> {
-    let bad = || protocol(AmqpError::access_refused(format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile.")));
+    let bad = || {
+        protocol(AmqpError::access_refused(format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile.")))
+    };
     match mechanism {
         "PLAIN" => {
             // authzid \0 authcid \0 password
@@ -188,7 +239,10 @@ fn credentials(mechanism: &str, response: &Bytes) -> Result<(String, String), Ha
             let _authzid = parts.next().ok_or_else(bad)?;
             let user = parts.next().ok_or_else(bad)?;
             let password = parts.next().ok_or_else(bad)?;
-            Ok((String::from_utf8_lossy(user).into_owned(), String::from_utf8_lossy(password).into_owned()))
+            Ok((
+                String::from_utf8_lossy(user).into_owned(),
+                String::from_utf8_lossy(password).into_owned(),
+            ))
         }
         "AMQPLAIN" => {
             // A field table without its length prefix.
@@ -197,15 +251,23 @@ fn credentials(mechanism: &str, response: &Bytes) -> Result<(String, String), Ha
             framed.extend_from_slice(response);
             let table = FieldTable::decode(&framed.freeze()).map_err(|_| bad())?;
             let get = |k: &str| table.get(k).and_then(FieldValue::as_str).map(str::to_owned);
-            Ok((get("LOGIN").ok_or_else(bad)?, get("PASSWORD").ok_or_else(bad)?))
+            Ok((
+                get("LOGIN").ok_or_else(bad)?,
+                get("PASSWORD").ok_or_else(bad)?,
+            ))
         }
-        other => Err(protocol(AmqpError::access_refused(format!("unsupported authentication mechanism '{other}'")))),
+        other => Err(protocol(AmqpError::access_refused(format!(
+            "unsupported authentication mechanism '{other}'"
+        )))),
     }
 }
 
 fn client_capability(props: &FieldTable, name: &str) -> bool {
     match props.get("capabilities") {
-        Some(FieldValue::Table(caps)) => caps.get(name).and_then(FieldValue::as_bool).unwrap_or(false),
+        Some(FieldValue::Table(caps)) => caps
+            .get(name)
+            .and_then(FieldValue::as_bool)
+            .unwrap_or(false),
         _ => false,
     }
 }
@@ -230,7 +292,10 @@ fn server_properties() -> FieldTable {
     props.insert("version", FieldValue::string(env!("CARGO_PKG_VERSION")));
     props.insert("platform", FieldValue::string("Rust"));
     props.insert("copyright", FieldValue::string("The Warren authors"));
-    props.insert("information", FieldValue::string("A message broker speaking AMQP 0-9-1; see README.md"));
+    props.insert(
+        "information",
+        FieldValue::string("A message broker speaking AMQP 0-9-1; see README.md"),
+    );
     props.insert("cluster_name", FieldValue::string("warren"));
     props.insert("capabilities", FieldValue::Table(caps));
     props

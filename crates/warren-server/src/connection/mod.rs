@@ -26,7 +26,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 use warren_amqp::{
-    encode_heartbeat, encode_method, ChannelClose, ConnectionClose, Frame, FrameDecoder, Method, ReplyCode, ShortStr,
+    encode_heartbeat, encode_method, ChannelClose, ConnectionClose, Frame, FrameDecoder, Method,
+    ReplyCode, ShortStr,
 };
 use warren_core::queue::{ChannelKey, ConsumerId, Seq};
 use warren_core::AmqpError;
@@ -160,13 +161,21 @@ pub(crate) async fn serve(broker: Arc<Broker>, mut socket: TcpStream, peer: Sock
 
 impl Connection {
     fn channel_key(&self, channel: u16) -> ChannelKey {
-        ChannelKey { connection: self.id, channel }
+        ChannelKey {
+            connection: self.id,
+            channel,
+        }
     }
 
     async fn run(&mut self) -> End {
         let mut shutdown = self.broker.shutdown_signal();
-        let tick_every = if self.heartbeat.is_zero() { Duration::from_secs(3600) } else { self.heartbeat / 2 };
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
+        let tick_every = if self.heartbeat.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            self.heartbeat / 2
+        };
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
         let mut outbound = Vec::with_capacity(OUTBOUND_BATCH);
         let mut alarms = self.broker.alarms();
         loop {
@@ -230,7 +239,9 @@ impl Connection {
         self.blocked = should_block;
         if self.blocked_notify {
             let method = if should_block {
-                Method::ConnectionBlocked(warren_amqp::ConnectionBlocked { reason: ShortStr::from_static(alarms.reason()) })
+                Method::ConnectionBlocked(warren_amqp::ConnectionBlocked {
+                    reason: ShortStr::from_static(alarms.reason()),
+                })
             } else {
                 Method::ConnectionUnblocked
             };
@@ -260,9 +271,9 @@ impl Connection {
     async fn on_frame(&mut self, frame: Frame) -> Option<End> {
         let result = match frame {
             Frame::Heartbeat { channel: 0 } => Ok(()),
-            Frame::Heartbeat { channel } => {
-                Err(Fault::conn(AmqpError::unexpected_frame(format!("heartbeat frame on channel {channel}"))))
-            }
+            Frame::Heartbeat { channel } => Err(Fault::conn(AmqpError::unexpected_frame(format!(
+                "heartbeat frame on channel {channel}"
+            )))),
             Frame::Method { channel: 0, method } => return self.on_connection_method(method).await,
             Frame::Method { channel, method } => self.on_channel_method(channel, method).await,
             Frame::Header { channel, header } => self.on_header(channel, header).await,
@@ -270,11 +281,17 @@ impl Connection {
         };
         match result {
             Ok(()) => None,
-            Err(Fault { error, channel, class_id, method_id }) => {
+            Err(Fault {
+                error,
+                channel,
+                class_id,
+                method_id,
+            }) => {
                 if error.is_hard() || channel == 0 {
                     Some(self.close_connection(error, class_id, method_id).await)
                 } else {
-                    self.close_channel(channel, error, class_id, method_id).await;
+                    self.close_channel(channel, error, class_id, method_id)
+                        .await;
                     None
                 }
             }
@@ -294,7 +311,10 @@ impl Connection {
             }
             other => {
                 let (c, m) = other.id();
-                let err = AmqpError::channel_error(format!("unexpected method {} on channel 0", other.name()));
+                let err = AmqpError::channel_error(format!(
+                    "unexpected method {} on channel 0",
+                    other.name()
+                ));
                 Some(self.close_connection(err, c, m).await)
             }
         }
@@ -302,7 +322,12 @@ impl Connection {
 
     async fn on_channel_method(&mut self, ch: u16, method: Method) -> Result<(), Fault> {
         let (class_id, method_id) = method.id();
-        let fault = |e: AmqpError| Fault { error: e, channel: ch, class_id, method_id };
+        let fault = |e: AmqpError| Fault {
+            error: e,
+            channel: ch,
+            class_id,
+            method_id,
+        };
         let state = self.channels.get(&ch).map(|c| c.state);
         match (state, &method) {
             (None, Method::ChannelOpen) => {
@@ -319,7 +344,11 @@ impl Connection {
                 return Ok(());
             }
             (None, _) => {
-                return Err(Fault::conn_at(AmqpError::channel_error("expected 'channel.open'"), class_id, method_id));
+                return Err(Fault::conn_at(
+                    AmqpError::channel_error("expected 'channel.open'"),
+                    class_id,
+                    method_id,
+                ));
             }
             (Some(ChannelState::Closing), Method::ChannelCloseOk) => {
                 self.channels.remove(&ch);
@@ -332,7 +361,11 @@ impl Connection {
             // After we closed a channel, everything else on it is discarded until close-ok.
             (Some(ChannelState::Closing), _) => return Ok(()),
             (Some(ChannelState::Open), Method::ChannelOpen) => {
-                return Err(Fault::conn_at(AmqpError::channel_error("second 'channel.open' seen"), class_id, method_id));
+                return Err(Fault::conn_at(
+                    AmqpError::channel_error("second 'channel.open' seen"),
+                    class_id,
+                    method_id,
+                ));
             }
             _ => {}
         }
@@ -343,7 +376,11 @@ impl Connection {
             } else {
                 "expected content body, got non content body frame instead"
             };
-            return Err(Fault::conn_at(AmqpError::unexpected_frame(expected), 60, 40));
+            return Err(Fault::conn_at(
+                AmqpError::unexpected_frame(expected),
+                60,
+                40,
+            ));
         }
         // Publishes and acks are batched per read; anything else sees their effects first.
         if !matches!(method, Method::BasicPublish(_) | Method::BasicAck(_)) {
@@ -397,27 +434,45 @@ impl Connection {
             Method::TxSelect => self.tx_select(ch),
             Method::TxCommit => self.tx_commit(ch).await,
             Method::TxRollback => self.tx_rollback(ch),
-            other => Err(AmqpError::command_invalid(format!("method {} is not valid from a client", other.name()))),
+            other => Err(AmqpError::command_invalid(format!(
+                "method {} is not valid from a client",
+                other.name()
+            ))),
         }
     }
 
     /// Sends `channel.close`, releases the channel's deliveries and consumers, and waits for
     /// the client's close-ok (handled in `on_channel_method`).
     async fn close_channel(&mut self, ch: u16, error: AmqpError, class_id: u16, method_id: u16) {
-        debug!(connection = self.id, channel = ch, "closing channel: {}", error.text);
+        debug!(
+            connection = self.id,
+            channel = ch,
+            "closing channel: {}",
+            error.text
+        );
         self.release_channel(ch).await;
         if let Some(c) = self.channels.get_mut(&ch) {
             c.state = ChannelState::Closing;
             c.assembling = None;
         }
-        let close = ChannelClose { reply_code: error.code.code(), reply_text: ShortStr::truncating(&error.text), class_id, method_id };
+        let close = ChannelClose {
+            reply_code: error.code.code(),
+            reply_text: ShortStr::truncating(&error.text),
+            class_id,
+            method_id,
+        };
         encode_method(ch, &Method::ChannelClose(close), &mut self.wbuf);
     }
 
     /// Sends `connection.close` and waits (bounded) for close-ok.
     async fn close_connection(&mut self, error: AmqpError, class_id: u16, method_id: u16) -> End {
         info!(connection = self.id, "closing connection: {}", error.text);
-        let close = ConnectionClose { reply_code: error.code.code(), reply_text: ShortStr::truncating(&error.text), class_id, method_id };
+        let close = ConnectionClose {
+            reply_code: error.code.code(),
+            reply_text: ShortStr::truncating(&error.text),
+            class_id,
+            method_id,
+        };
         encode_method(0, &Method::ConnectionClose(close), &mut self.wbuf);
         if self.flush().await.is_err() {
             return End::Gone;
@@ -430,8 +485,14 @@ impl Connection {
         loop {
             loop {
                 match self.decoder.decode(&mut self.rbuf) {
-                    Ok(Some(Frame::Method { channel: 0, method: Method::ConnectionCloseOk })) => return,
-                    Ok(Some(Frame::Method { channel: 0, method: Method::ConnectionClose(_) })) => {
+                    Ok(Some(Frame::Method {
+                        channel: 0,
+                        method: Method::ConnectionCloseOk,
+                    })) => return,
+                    Ok(Some(Frame::Method {
+                        channel: 0,
+                        method: Method::ConnectionClose(_),
+                    })) => {
                         encode_method(0, &Method::ConnectionCloseOk, &mut self.wbuf);
                         let _ = self.flush().await;
                         return;
@@ -505,13 +566,20 @@ impl Connection {
                 }
             }
             Outbound::Confirmed { ok, publishes } => self.on_confirmed(ok, publishes),
-            Outbound::DirectReply { channel, caller, message } => self.deliver_reply(channel, caller, message),
+            Outbound::DirectReply {
+                channel,
+                caller,
+                message,
+            } => self.deliver_reply(channel, caller, message),
             Outbound::Cancelled { channel, consumer } => {
                 if let Some(entry) = self.consumers.remove(&consumer) {
                     if let Some(ch) = self.channels.get_mut(&channel) {
                         ch.consumers.remove(&entry.tag);
                         if self.cancel_notify && ch.state == ChannelState::Open {
-                            let cancel = warren_amqp::BasicCancel { consumer_tag: entry.tag, nowait: true };
+                            let cancel = warren_amqp::BasicCancel {
+                                consumer_tag: entry.tag,
+                                nowait: true,
+                            };
                             encode_method(channel, &Method::BasicCancel(cancel), &mut self.wbuf);
                         }
                     }
@@ -536,13 +604,27 @@ impl Connection {
             // The consumer's channel closed after the queue sent this; the queue requeued it.
             return;
         };
-        let Some(ch) = self.channels.get_mut(&d.channel) else { return };
+        let Some(ch) = self.channels.get_mut(&d.channel) else {
+            return;
+        };
         if ch.state != ChannelState::Open {
             return;
         }
         let tag = ch.next_delivery_tag(&entry.queue, d.delivery.seq, !entry.no_ack, true);
-        basic::write_delivery(&mut self.wbuf, d.channel, &entry.tag, tag, &d.delivery, self.frame_max);
-        match self.written.iter_mut().find(|(_, c, _)| *c == d.consumer) {
+        basic::write_delivery(
+            &mut self.wbuf,
+            d.channel,
+            &entry.tag,
+            tag,
+            &d.delivery,
+            self.frame_max,
+        );
+        match self
+            .written
+            .iter_mut()
+            .rev()
+            .find(|(_, c, _)| *c == d.consumer)
+        {
             Some((_, _, n)) => *n += 1,
             None => self.written.push((entry.queue.clone(), d.consumer, 1)),
         }
@@ -559,14 +641,20 @@ impl Connection {
     /// Returns a channel's held deliveries to their queues and removes its consumers.
     async fn release_channel(&mut self, ch: u16) {
         self.flush_pending().await;
-        let Some(channel) = self.channels.get_mut(&ch) else { return };
+        let Some(channel) = self.channels.get_mut(&ch) else {
+            return;
+        };
         let queues: Vec<QueueRef> = channel.touched_queues.drain().map(|(_, q)| q).collect();
         channel.unacked.clear();
         channel.consumers.clear();
         channel.tx = None;
         let owner = self.channel_key(ch);
         for q in &queues {
-            q.call(|reply| QueueCmd::ChannelClosed { owner, reply: Some(reply) }).await;
+            q.call(|reply| QueueCmd::ChannelClosed {
+                owner,
+                reply: Some(reply),
+            })
+            .await;
         }
         self.consumers.retain(|_, c| c.channel != ch);
         self.replies.channel_closed(ch);
@@ -582,7 +670,12 @@ impl Connection {
         }
         self.channels.clear();
         for q in std::mem::take(&mut self.exclusive_queues) {
-            q.call(|reply| QueueCmd::Delete { if_unused: false, if_empty: false, reply }).await;
+            q.call(|reply| QueueCmd::Delete {
+                if_unused: false,
+                if_empty: false,
+                reply,
+            })
+            .await;
         }
     }
 }
@@ -597,9 +690,19 @@ struct Fault {
 
 impl Fault {
     fn conn(error: AmqpError) -> Fault {
-        Fault { error, channel: 0, class_id: 0, method_id: 0 }
+        Fault {
+            error,
+            channel: 0,
+            class_id: 0,
+            method_id: 0,
+        }
     }
     fn conn_at(error: AmqpError, class_id: u16, method_id: u16) -> Fault {
-        Fault { error, channel: 0, class_id, method_id }
+        Fault {
+            error,
+            channel: 0,
+            class_id,
+            method_id,
+        }
     }
 }
