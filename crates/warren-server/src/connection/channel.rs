@@ -191,8 +191,13 @@ impl Channel {
             self.unacked.drain(..).for_each(|(_, u)| settled(u));
             return true;
         }
-        let Ok(idx) = self.unacked.binary_search_by_key(&tag, |(t, _)| *t) else {
-            return false;
+        // Most settlements name the oldest delivery.
+        let idx = match self.unacked.front() {
+            Some((t, _)) if *t == tag => 0,
+            _ => match self.unacked.binary_search_by_key(&tag, |(t, _)| *t) {
+                Ok(idx) => idx,
+                Err(_) => return false,
+            },
         };
         if multiple {
             self.unacked.drain(..=idx).for_each(|(_, u)| settled(u));
