@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 COLORS = {"warren": "#2a7ab0", "rabbitmq": "#f28c28"}
 LABEL = {"warren": "Warren", "rabbitmq": "RabbitMQ"}
@@ -82,6 +83,13 @@ def main(summary_path, png):
     ax.scatter(targets, ys, marker="|", s=300, color="black", label="target", zorder=3)
     ax.axvline(1, color="grey", linewidth=0.8)
     ax.set_xscale("log")
+    low = min(advantages + targets + [1.0]) / 1.5
+    high = max(advantages + targets + [1.0]) * 1.8
+    ax.set_xlim(low, high)
+    ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if low <= t <= high]
+    ax.set_xticks(ticks)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_yticks(list(ys))
     ax.set_yticklabels(names, fontsize=8)
     ax.invert_yaxis()

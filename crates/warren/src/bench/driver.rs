@@ -54,6 +54,8 @@ pub struct Driver {
     channels: Channels,
     publishing: bool,
     last_merge: Instant,
+    /// How late this task woke up for its publishers' rate, nanoseconds.
+    wake_lag: Histogram,
 }
 
 impl Driver {
@@ -92,6 +94,7 @@ impl Driver {
             channels,
             publishing: false,
             last_merge: Instant::now(),
+            wake_lag: Histogram::default(),
         }
     }
 
@@ -132,7 +135,12 @@ impl Driver {
                     continue;
                 }
                 ready = self.client.stream.ready(interest) => ready?,
-                _ = sleep_until(wake_at) => continue,
+                _ = sleep_until(wake_at) => {
+                    if let Some(at) = wake_at {
+                        self.wake_lag.record(Instant::now().saturating_duration_since(at).as_nanos() as u64);
+                    }
+                    continue;
+                }
             };
             if ready.is_readable() {
                 self.read()?;
@@ -144,6 +152,7 @@ impl Driver {
         self.channels
             .stats
             .merge_latency(&mut self.channels.latency);
+        self.channels.stats.merge_wake_lag(&mut self.wake_lag);
         self.client
             .stream
             .write_all(&self.channels.write_buf)
@@ -193,6 +202,7 @@ impl Driver {
             self.channels
                 .stats
                 .merge_latency(&mut self.channels.latency);
+            self.channels.stats.merge_wake_lag(&mut self.wake_lag);
             self.last_merge = Instant::now();
         }
         Ok(())

@@ -275,6 +275,15 @@ async fn measure(load: &Load, ctx: &Context, topology: &Topology) -> anyhow::Res
         return Err(failure);
     }
     teardown?;
+    let wake_lag = stats.wake_lag();
+    let mut extra = Vec::new();
+    if let (Some(p50), Some(p99)) = (wake_lag.quantile(0.5), wake_lag.quantile(0.99)) {
+        // Includes up to a millisecond of timer granularity; far above that, the machine was
+        // too busy to run the bench on time, and latency tails say more about it than about
+        // the broker.
+        extra.push(("bench_wake_lag_p50_us", p50 as f64 / 1e3));
+        extra.push(("bench_wake_lag_p99_us", p99 as f64 / 1e3));
+    }
     Ok(Report {
         scenario: load.name.clone(),
         broker_url: ctx.url.to_string(),
@@ -288,6 +297,7 @@ async fn measure(load: &Load, ctx: &Context, topology: &Topology) -> anyhow::Res
         bench_cpu_seconds: elapsed_seconds(cpu_before, cpu_after),
         broker_cpu_seconds: elapsed_seconds(broker_cpu_before, broker_cpu_after),
         broker_memory,
+        extra,
         ..Report::default()
     })
 }

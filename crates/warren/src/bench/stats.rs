@@ -27,6 +27,10 @@ pub struct Stats {
     /// The broker has sent `connection.blocked` and not yet `connection.unblocked`.
     pub blocked: AtomicBool,
     latency: Mutex<Latency>,
+    /// How late rate-limited publishers woke up after the moment they asked for: the
+    /// machine's scheduling noise as the bench itself suffers it, to tell latency tails the
+    /// broker causes from those of a busy machine.
+    wake_lag: Mutex<Histogram>,
 }
 
 #[derive(Default)]
@@ -74,6 +78,24 @@ impl Stats {
         local.clear();
     }
 
+    /// Moves a connection's wake-up lag samples into the shared histogram and empties `local`.
+    pub fn merge_wake_lag(&self, local: &mut Histogram) {
+        if local.count() > 0 {
+            self.wake_lag
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .merge(local);
+            local.clear();
+        }
+    }
+
+    pub fn wake_lag(&self) -> Histogram {
+        self.wake_lag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The samples gathered since the last call (for the progress line), then starts anew.
     pub fn take_interval_latency(&self) -> Histogram {
         let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
@@ -105,5 +127,10 @@ impl Stats {
         let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
         latency.interval.clear();
         latency.total.clear();
+        drop(latency);
+        self.wake_lag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
