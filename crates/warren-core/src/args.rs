@@ -26,7 +26,10 @@ pub enum QueueType {
     #[default]
     Classic,
     /// One-node quorum queue: durable only, delivery counting (`x-delivery-count`,
-    /// `x-delivery-limit`); dead-lettering is at-most-once like a classic queue's.
+    /// `x-delivery-limit`). Approximations of RabbitMQ's replicated quorum queues:
+    /// dead-lettering is at-most-once like a classic queue's (`x-dead-letter-strategy` is
+    /// accepted and ignored), and delivery counts live in memory: after a restart a message
+    /// that had been handed out counts one earlier delivery.
     Quorum,
 }
 
