@@ -1,6 +1,7 @@
 //! `warren`: the one command users run. `warren serve` starts the broker.
 
 mod bench;
+mod rpc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Load an AMQP 0-9-1 broker (Warren or any other) and report rates, latency and CPU.
     Bench(bench::BenchArgs),
+    /// Call a warren-rpc service, or list the running services and their instances.
+    Rpc(rpc::RpcArgs),
 }
 
 #[derive(clap::Args)]
@@ -51,6 +54,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => bench::run(args),
+        Command::Rpc(args) => rpc::run(args),
     }
 }
 
