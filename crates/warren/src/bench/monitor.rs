@@ -75,7 +75,8 @@ impl Monitor {
                     memory.lifetime_peak = now.peak_rss_bytes;
                 }
                 ticks += 1;
-                if ticks % SAMPLES_PER_LINE == 0 {
+                if ticks == SAMPLES_PER_LINE {
+                    ticks = 0;
                     line.print(memory.map(|m| m.end));
                 }
             }
