@@ -27,7 +27,9 @@ use tracing::error;
 use warren_amqp::ShortStr;
 use warren_core::args::QueueArgs;
 use warren_core::entity::QueueMeta;
-use warren_core::queue::{ChannelKey, ConsumerId, ConsumerSpec, Delivery, Enqueued, QueueState, Queued, Seq};
+use warren_core::queue::{
+    ChannelKey, ConsumerId, ConsumerSpec, Delivery, Enqueued, QueueState, Queued, Seq,
+};
 use warren_core::{AmqpError, Message};
 use warren_store::{QueueLog, RecoveredMessage};
 
@@ -47,13 +49,23 @@ pub type Sink = mpsc::UnboundedSender<Outbound>;
 pub enum Outbound {
     Deliveries(Vec<OutDelivery>),
     /// The queue was deleted under this consumer (RabbitMQ's server-sent `basic.cancel`).
-    Cancelled { channel: u16, consumer: ConsumerId },
+    Cancelled {
+        channel: u16,
+        consumer: ConsumerId,
+    },
     /// Publishes the queue has dealt with (channel, publish seq): on disk or enqueued (`ok`),
     /// or not stored or refused at the queue's length limit (`!ok`, a `basic.nack`).
-    Confirmed { ok: bool, publishes: Vec<(u16, u64)> },
+    Confirmed {
+        ok: bool,
+        publishes: Vec<(u16, u64)>,
+    },
     /// A direct reply-to reply for this connection's reply consumer on `channel`, routed by
     /// another connection (see `connection::reply_to`); `caller` names that consumer.
-    DirectReply { channel: u16, caller: u64, message: Arc<Message> },
+    DirectReply {
+        channel: u16,
+        caller: u64,
+        message: Arc<Message>,
+    },
 }
 
 /// One message for a queue. `confirm` names the channel and publish sequence number to
@@ -79,22 +91,53 @@ pub struct QueueStats {
 
 pub enum QueueCmd {
     /// `sink` is where confirms go, when any publish asks for one.
-    Publish { batch: Vec<Publish>, sink: Option<Sink> },
+    Publish {
+        batch: Vec<Publish>,
+        sink: Option<Sink>,
+    },
     /// Replies once everything appended so far is on disk (`tx.commit`).
-    Sync { reply: oneshot::Sender<bool> },
-    Consume { spec: ConsumerSpec<Sink>, reply: oneshot::Sender<Result<(), AmqpError>> },
-    Cancel { consumer: ConsumerId, reply: oneshot::Sender<()> },
-    Get { owner: ChannelKey, no_ack: bool, reply: oneshot::Sender<Option<(Delivery, usize)>> },
+    Sync {
+        reply: oneshot::Sender<bool>,
+    },
+    Consume {
+        spec: ConsumerSpec<Sink>,
+        reply: oneshot::Sender<Result<(), AmqpError>>,
+    },
+    Cancel {
+        consumer: ConsumerId,
+        reply: oneshot::Sender<()>,
+    },
+    Get {
+        owner: ChannelKey,
+        no_ack: bool,
+        reply: oneshot::Sender<Option<(Delivery, usize)>>,
+    },
     Ack(Vec<Seq>),
     Requeue(Vec<Seq>),
     Discard(Vec<Seq>),
-    Credit { consumer: ConsumerId, n: u32 },
+    Credit {
+        consumer: ConsumerId,
+        n: u32,
+    },
     /// Channel credit was released; consumers blocked on it may take messages again.
     Dispatch,
-    ChannelClosed { owner: ChannelKey, reply: Option<oneshot::Sender<()>> },
-    Purge { reply: oneshot::Sender<usize> },
-    Stats { reply: oneshot::Sender<QueueStats> },
-    Delete { if_unused: bool, if_empty: bool, reply: oneshot::Sender<Result<usize, AmqpError>> },
+    ChannelClosed {
+        owner: ChannelKey,
+        reply: Option<oneshot::Sender<()>>,
+    },
+    Purge {
+        reply: oneshot::Sender<usize>,
+    },
+    /// Counts for `queue.declare-ok`; like RabbitMQ's declare, this counts as a use of the
+    /// queue (it postpones `x-expires`).
+    Stats {
+        reply: oneshot::Sender<QueueStats>,
+    },
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+        reply: oneshot::Sender<Result<usize, AmqpError>>,
+    },
 }
 
 impl QueueCmd {
@@ -158,7 +201,9 @@ impl QueueHandle {
     /// Hands dead-lettered messages to this queue without ever waiting (see
     /// `queue_task::dead_letter`); false if the queue is gone.
     pub fn publish_dead_letters(&self, batch: Vec<Publish>) -> bool {
-        self.control.send(QueueCmd::Publish { batch, sink: None }).is_ok()
+        self.control
+            .send(QueueCmd::Publish { batch, sink: None })
+            .is_ok()
     }
 
     /// Sends a command; false if the queue is gone (deleted meanwhile).
@@ -223,7 +268,13 @@ impl std::fmt::Debug for QueueRef {
 /// the messages recovered from it. The arguments were validated at declare time
 /// ([`QueueArgs::from_declaration`]); recovered definitions that no longer pass are run as
 /// plain queues, with an error logged.
-pub fn spawn(id: u64, meta: QueueMeta, vhost: &Arc<VHost>, log: Option<(u64, QueueLog)>, recovered: Vec<RecoveredMessage>) -> QueueRef {
+pub fn spawn(
+    id: u64,
+    meta: QueueMeta,
+    vhost: &Arc<VHost>,
+    log: Option<(u64, QueueLog)>,
+    recovered: Vec<RecoveredMessage>,
+) -> QueueRef {
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (log_id, log) = match log {
@@ -231,18 +282,34 @@ pub fn spawn(id: u64, meta: QueueMeta, vhost: &Arc<VHost>, log: Option<(u64, Que
         None => (None, None),
     };
     let args = QueueArgs::from_declaration(&meta, &vhost.name).unwrap_or_else(|e| {
-        error!("queue '{}' in vhost '{}': arguments ignored: {}", meta.name, vhost.name, e.text);
+        error!(
+            "queue '{}' in vhost '{}': arguments ignored: {}",
+            meta.name, vhost.name, e.text
+        );
         QueueArgs::default()
     });
     let may_refuse = args.may_refuse_publishes();
-    let queue =
-        QueueRef(Arc::new(QueueHandle { id, meta, log_id, vhost: vhost.name.clone(), may_refuse, inbox: tx, control: control_tx }));
+    let queue = QueueRef(Arc::new(QueueHandle {
+        id,
+        meta,
+        log_id,
+        vhost: vhost.name.clone(),
+        may_refuse,
+        inbox: tx,
+        control: control_tx,
+    }));
     let mut state = QueueState::with_args(args);
     let mut now = None;
     for r in recovered {
         let (message, enqueued_ms) = stored::restored(r.message);
         // Stored without an enqueue time but under a TTL now: the TTL starts over.
-        let enqueued_ms = enqueued_ms.unwrap_or_else(|| if state.needs_time(&message) { *now.get_or_insert_with(wall_clock_ms) } else { 0 });
+        let enqueued_ms = enqueued_ms.unwrap_or_else(|| {
+            if state.needs_time(&message) {
+                *now.get_or_insert_with(wall_clock_ms)
+            } else {
+                0
+            }
+        });
         state.restore(r.seq, Arc::new(message), r.redelivered, enqueued_ms);
     }
     if state.args().expires_ms.is_some() {
@@ -270,7 +337,9 @@ pub fn spawn(id: u64, meta: QueueMeta, vhost: &Arc<VHost>, log: Option<(u64, Que
 /// Wall-clock milliseconds since the Unix epoch: message deadlines are kept in it because
 /// they outlive the process (stored enqueue times), and `x-death` records it.
 fn wall_clock_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn persistent_seq(q: &Queued, out: &mut Vec<Seq>) {
@@ -302,7 +371,11 @@ enum PendingConfirm {
 }
 
 impl QueueTask {
-    async fn run(mut self, mut inbox: mpsc::Receiver<QueueCmd>, mut control: mpsc::UnboundedReceiver<QueueCmd>) {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<QueueCmd>,
+        mut control: mpsc::UnboundedReceiver<QueueCmd>,
+    ) {
         let mut cmds = Vec::with_capacity(BATCH);
         let mut control_cmds = Vec::new();
         while !self.deleted {
@@ -349,7 +422,10 @@ impl QueueTask {
             self.dispatch();
             self.bury();
             // Group commit: one sync covers every persistent publish of the batch.
-            if self.log_dirty && (!self.unsynced_confirms.is_empty() || self.last_sync.elapsed() >= ACK_SYNC_INTERVAL) {
+            if self.log_dirty
+                && (!self.unsynced_confirms.is_empty()
+                    || self.last_sync.elapsed() >= ACK_SYNC_INTERVAL)
+            {
                 self.sync();
             }
         }
@@ -362,7 +438,9 @@ impl QueueTask {
     /// millisecond after its deadline), the queue's `x-expires`. Reads the clock only when the
     /// queue has one of the latter two.
     fn next_wake(&self) -> Option<Duration> {
-        let ack_sync = self.log_dirty.then(|| ACK_SYNC_INTERVAL.saturating_sub(self.last_sync.elapsed()));
+        let ack_sync = self
+            .log_dirty
+            .then(|| ACK_SYNC_INTERVAL.saturating_sub(self.last_sync.elapsed()));
         let expiry = self.state.next_expiry_ms().map(|d| d.saturating_add(1));
         let deadline_ms = match (expiry, self.state.unused_deadline_ms()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -376,7 +454,11 @@ impl QueueTask {
     }
 
     fn on_timer(&mut self) {
-        if self.state.unused_deadline_ms().is_some_and(|d| d <= wall_clock_ms()) {
+        if self
+            .state
+            .unused_deadline_ms()
+            .is_some_and(|d| d <= wall_clock_ms())
+        {
             self.delete();
             return;
         }
@@ -431,7 +513,11 @@ impl QueueTask {
                 self.maybe_auto_delete();
                 let _ = reply.send(());
             }
-            QueueCmd::Get { owner, no_ack, reply } => {
+            QueueCmd::Get {
+                owner,
+                no_ack,
+                reply,
+            } => {
                 self.touch();
                 self.expire();
                 let got = self.state.get(owner, no_ack);
@@ -480,11 +566,21 @@ impl QueueTask {
                     consumers: self.state.consumer_count() as u32,
                 });
             }
-            QueueCmd::Delete { if_unused, if_empty, reply } => {
+            QueueCmd::Delete {
+                if_unused,
+                if_empty,
+                reply,
+            } => {
                 if if_unused && self.state.consumer_count() > 0 {
-                    let _ = reply.send(Err(AmqpError::precondition(format!("{} in use", self.queue.describe()))));
+                    let _ = reply.send(Err(AmqpError::precondition(format!(
+                        "{} in use",
+                        self.queue.describe()
+                    ))));
                 } else if if_empty && self.state.message_count() > 0 {
-                    let _ = reply.send(Err(AmqpError::precondition(format!("{} not empty", self.queue.describe()))));
+                    let _ = reply.send(Err(AmqpError::precondition(format!(
+                        "{} not empty",
+                        self.queue.describe()
+                    ))));
                 } else {
                     let count = self.delete();
                     let _ = reply.send(Ok(count));
@@ -500,7 +596,11 @@ impl QueueTask {
         let mut now = None;
         for p in batch {
             let timed = self.state.needs_time(&p.message);
-            let now_ms = if timed { *now.get_or_insert_with(wall_clock_ms) } else { 0 };
+            let now_ms = if timed {
+                *now.get_or_insert_with(wall_clock_ms)
+            } else {
+                0
+            };
             let seq = match self.state.publish(p.message.clone(), now_ms) {
                 Enqueued::Accepted(seq) => seq,
                 Enqueued::Refused => {
@@ -510,7 +610,9 @@ impl QueueTask {
             };
             match self.log.as_mut().filter(|_| p.message.is_persistent()) {
                 Some(log) => {
-                    if let Err(e) = log.append(seq, &stored::stored(&p.message, timed.then_some(now_ms))) {
+                    if let Err(e) =
+                        log.append(seq, &stored::stored(&p.message, timed.then_some(now_ms)))
+                    {
                         error!("{}: cannot write message: {e}", self.queue.describe());
                     }
                     self.log_dirty = true;
@@ -526,7 +628,8 @@ impl QueueTask {
             }
         }
         if !synced.is_empty() {
-            self.unsynced_confirms.push(PendingConfirm::Publishes(sink, synced));
+            self.unsynced_confirms
+                .push(PendingConfirm::Publishes(sink, synced));
         }
     }
 
@@ -550,7 +653,11 @@ impl QueueTask {
                     batches.len() - 1
                 }
             };
-            batches[slot].2.push(OutDelivery { channel: spec.owner.channel, consumer: spec.id, delivery });
+            batches[slot].2.push(OutDelivery {
+                channel: spec.owner.channel,
+                consumer: spec.id,
+                delivery,
+            });
         });
         for (_, sink, deliveries) in batches {
             // A closed connection's deliveries come back through `ChannelClosed`.
@@ -587,7 +694,10 @@ impl QueueTask {
             Some(log) => match blocking(|| log.sync()) {
                 Ok(()) => true,
                 Err(e) => {
-                    error!("{}: cannot sync its message log: {e}", self.queue.describe());
+                    error!(
+                        "{}: cannot sync its message log: {e}",
+                        self.queue.describe()
+                    );
                     false
                 }
             },
@@ -613,7 +723,11 @@ impl QueueTask {
 
     /// An auto-delete queue goes when its last consumer does (not before it ever had one).
     fn maybe_auto_delete(&mut self) {
-        if self.queue.meta.auto_delete && self.had_consumer && self.state.consumer_count() == 0 && !self.deleted {
+        if self.queue.meta.auto_delete
+            && self.had_consumer
+            && self.state.consumer_count() == 0
+            && !self.deleted
+        {
             self.delete();
         }
     }
@@ -623,14 +737,20 @@ impl QueueTask {
     fn delete(&mut self) -> usize {
         let count = self.state.message_count();
         for spec in self.state.drain_consumers() {
-            let _ = spec.sink.send(Outbound::Cancelled { channel: spec.owner.channel, consumer: spec.id });
+            let _ = spec.sink.send(Outbound::Cancelled {
+                channel: spec.owner.channel,
+                consumer: spec.id,
+            });
         }
         if let Some(vhost) = self.vhost.upgrade() {
             vhost.forget_queue(&self.queue);
         }
         if let Some(log) = self.log.take() {
             if let Err(e) = blocking(|| log.destroy()) {
-                error!("{}: cannot remove its message log: {e}", self.queue.describe());
+                error!(
+                    "{}: cannot remove its message log: {e}",
+                    self.queue.describe()
+                );
             }
         }
         // Publishes waiting for a sync are dealt with: the queue they went to is gone.

@@ -24,7 +24,11 @@ impl QueueTask {
         }
         let dead = self.state.take_dead();
         if self.log.is_some() {
-            let gone: Vec<u64> = dead.iter().filter(|d| d.message.is_persistent()).filter_map(|d| d.seq).collect();
+            let gone: Vec<u64> = dead
+                .iter()
+                .filter(|d| d.message.is_persistent())
+                .filter_map(|d| d.seq)
+                .collect();
             self.forget(&gone);
         }
         if self.state.args().dead_letter.is_some() {
@@ -35,14 +39,26 @@ impl QueueTask {
     /// Republishes dead messages through the dead-letter exchange. A missing exchange drops
     /// them, as RabbitMQ does; so does a destination that closes an automatic cycle.
     fn dead_letter(&mut self, dead: Vec<Dead>) {
-        let Some(target) = self.state.args().dead_letter.clone() else { return };
-        let Some(vhost) = self.vhost.upgrade() else { return };
-        let Some(exchange) = vhost.exchange(&target.exchange) else { return };
+        let Some(target) = self.state.args().dead_letter.clone() else {
+            return;
+        };
+        let Some(vhost) = self.vhost.upgrade() else {
+            return;
+        };
+        let Some(exchange) = vhost.exchange(&target.exchange) else {
+            return;
+        };
         let now_secs = wall_clock_ms() / 1000;
         let mut batches: Vec<(QueueRef, Vec<Publish>)> = Vec::new();
         let mut routed = Vec::new();
         for d in dead {
-            let message = Arc::new(dead_letter_message(&d.message, d.reason, self.queue.name(), &target, now_secs));
+            let message = Arc::new(dead_letter_message(
+                &d.message,
+                d.reason,
+                self.queue.name(),
+                &target,
+                now_secs,
+            ));
             routed.clear();
             vhost.route(&exchange, &message, &mut routed);
             for q in routed.drain(..) {
@@ -50,7 +66,10 @@ impl QueueTask {
                     self.warn_cycle_once(&q);
                     continue;
                 }
-                let publish = Publish { message: message.clone(), confirm: None };
+                let publish = Publish {
+                    message: message.clone(),
+                    confirm: None,
+                };
                 match batches.iter_mut().find(|(bq, _)| *bq == q) {
                     Some((_, batch)) => batch.push(publish),
                     None => batches.push((q, vec![publish])),

@@ -35,7 +35,12 @@ pub(super) fn stored(m: &Message, enqueued_ms: Option<u64>) -> StoredMessage {
             out.freeze()
         }
     };
-    StoredMessage { exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), properties_raw, body: m.body.clone() }
+    StoredMessage {
+        exchange: m.exchange.clone(),
+        routing_key: m.routing_key.clone(),
+        properties_raw,
+        body: m.body.clone(),
+    }
 }
 
 /// A message read back from disk, with its enqueue time if it was stored. Its properties are
@@ -46,13 +51,23 @@ pub(super) fn restored(m: StoredMessage) -> (Message, Option<u64>) {
         error!("stored message properties do not decode ({e}); delivered without them");
         BasicProperties::default()
     });
-    let message = Message { exchange: m.exchange, routing_key: m.routing_key, properties, properties_raw, body: m.body };
+    let message = Message {
+        exchange: m.exchange,
+        routing_key: m.routing_key,
+        properties,
+        properties_raw,
+        body: m.body,
+    };
     (message, enqueued_ms)
 }
 
 fn split_envelope(raw: Bytes) -> (Bytes, Option<u64>) {
     if raw.len() >= ENVELOPE_BYTES && raw[..ENQUEUED_MARKER.len()] == ENQUEUED_MARKER {
-        let ms = u64::from_be_bytes(raw[ENQUEUED_MARKER.len()..ENVELOPE_BYTES].try_into().expect("8 bytes"));
+        let ms = u64::from_be_bytes(
+            raw[ENQUEUED_MARKER.len()..ENVELOPE_BYTES]
+                .try_into()
+                .expect("8 bytes"),
+        );
         (raw.slice(ENVELOPE_BYTES..), Some(ms))
     } else {
         (raw, None)
@@ -78,7 +93,10 @@ mod tests {
 
     #[test]
     fn enqueue_time_survives_storage_and_properties_come_back_as_sent() {
-        let m = message(BasicProperties { expiration: Some("500".into()), ..Default::default() });
+        let m = message(BasicProperties {
+            expiration: Some("500".into()),
+            ..Default::default()
+        });
         let (back, enqueued) = restored(stored(&m, Some(1_700_000_000_123)));
         assert_eq!(enqueued, Some(1_700_000_000_123));
         assert_eq!(back.properties_raw, m.properties_raw);
@@ -87,7 +105,10 @@ mod tests {
 
     #[test]
     fn messages_without_ttl_are_stored_as_received() {
-        let m = message(BasicProperties { priority: Some(1), ..Default::default() });
+        let m = message(BasicProperties {
+            priority: Some(1),
+            ..Default::default()
+        });
         let s = stored(&m, None);
         assert_eq!(s.properties_raw, m.properties_raw);
         assert_eq!(restored(s).1, None);
