@@ -52,7 +52,7 @@ pub(super) fn next_with_room<S>(consumers: &[Consumer<S>], next: usize, single_a
     loop {
         let level = consumers
             .iter()
-            .filter(|c| below.map_or(true, |b| c.spec.priority < b) && c.has_room())
+            .filter(|c| below.is_none_or(|b| c.spec.priority < b) && c.has_room())
             .map(|c| c.spec.priority)
             .max()?;
         let found = (0..n)

@@ -68,7 +68,7 @@ impl Ready {
     /// Appends a newly published message (the highest `Seq` so far) to its lane.
     pub(super) fn push_back(&mut self, q: Queued) {
         let lane = self.lane_of(&q);
-        debug_assert!(self.lanes[lane].back().map_or(true, |b| b.seq < q.seq), "push_back in seq order");
+        debug_assert!(self.lanes[lane].back().is_none_or(|b| b.seq < q.seq), "push_back in seq order");
         self.lanes[lane].push_back(q);
         self.mark(lane);
         self.len += 1;

@@ -275,7 +275,7 @@ fn simulation_preserves_messages_and_order() {
                 assert!(held.insert(d.seq, (m, owner)).is_none(), "seed {seed}: {m} held twice");
                 if !d.redelivered {
                     let last = last_fresh.insert(c, m);
-                    assert!(last.map_or(true, |l| l < m), "seed {seed}: fresh messages out of order");
+                    assert!(last.is_none_or(|l| l < m), "seed {seed}: fresh messages out of order");
                 }
                 q.credit(ConsumerId(c), 1);
             }

@@ -132,7 +132,7 @@ fn simulation_with_arguments_accounts_for_every_message() {
                 }
                 if !d.redelivered {
                     let last = last_fresh.insert((c, model.priority[&m]), m);
-                    assert!(last.map_or(true, |l| l < m), "seed {seed}: fresh messages out of order");
+                    assert!(last.is_none_or(|l| l < m), "seed {seed}: fresh messages out of order");
                 }
                 q.credit(ConsumerId(c), 1);
             }
