@@ -54,8 +54,9 @@ impl Default for CallOptions {
     }
 }
 
-/// How a client guards the services it calls.
-#[derive(Debug, Clone, Default)]
+/// How a client guards the services it calls. The default has the default circuit breaker
+/// and no rate limit.
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub call: CallOptions,
     /// A circuit breaker per service; `None` disables it.
@@ -64,13 +65,20 @@ pub struct ClientConfig {
     pub rate_limit: Option<RateLimit>,
 }
 
-impl ClientConfig {
-    /// Defaults, with the default circuit breaker on.
-    pub fn new() -> ClientConfig {
+impl Default for ClientConfig {
+    fn default() -> Self {
         ClientConfig {
+            call: CallOptions::default(),
             breaker: Some(BreakerConfig::default()),
-            ..ClientConfig::default()
+            rate_limit: None,
         }
+    }
+}
+
+impl ClientConfig {
+    /// The defaults (same as `default()`).
+    pub fn new() -> ClientConfig {
+        ClientConfig::default()
     }
 }
 
@@ -465,7 +473,8 @@ impl Client {
         }
     }
 
-    /// Closes the connection (pending calls fail).
+    /// Closes the client's connection; pending calls fail. A client made with
+    /// [`Client::on_connection`] closes the connection it was given, for everyone using it.
     pub async fn close(&self) {
         let _ = self
             .shared
