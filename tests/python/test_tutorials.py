@@ -38,7 +38,8 @@ class Script:
         )
         self.lines: list = []
         self.cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self):
         for line in self.proc.stdout:
@@ -68,6 +69,8 @@ class Script:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # The process has exited; its last lines may still be in the pipe.
+        self.reader.join(5)
 
 
 @pytest.fixture

@@ -78,7 +78,10 @@ fn decoding_publish_header_and_body_allocates_only_the_boxed_header() {
     });
     assert_eq!(frames.len(), 29);
     assert!(matches!(first, Frame::Method { .. }));
-    let headers = frames.iter().filter(|f| matches!(f, Frame::Header { .. })).count();
+    let headers = frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Header { .. }))
+        .count();
     assert_eq!(headers, 10);
     assert_eq!(n, headers, "allocations while decoding 29 frames");
 }

@@ -24,7 +24,10 @@ fn consumer(no_ack: bool) -> ConsumerSpec<()> {
     ConsumerSpec {
         id: ConsumerId(1),
         tag: ShortStr::from("c"),
-        owner: ChannelKey { connection: 1, channel: 1 },
+        owner: ChannelKey {
+            connection: 1,
+            channel: 1,
+        },
         no_ack,
         prefetch: 0,
         exclusive: false,

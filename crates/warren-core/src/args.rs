@@ -117,10 +117,14 @@ impl QueueArgs {
             AmqpError::precondition(format!("invalid arg '{key}' for {what}: {reason}"))
         };
         let mut out = QueueArgs::default();
-        let check = |key: &str, rule: fn(&FieldValue, &FieldTable) -> Result<(), String>| -> Result<Option<&FieldValue>, AmqpError> {
+        let check = |key: &str,
+                     rule: fn(&FieldValue, &FieldTable) -> Result<(), String>|
+         -> Result<Option<&FieldValue>, AmqpError> {
             match args.get(key) {
                 None => Ok(None),
-                Some(v) => rule(v, args).map(|()| Some(v)).map_err(|reason| invalid(key, reason)),
+                Some(v) => rule(v, args)
+                    .map(|()| Some(v))
+                    .map_err(|reason| invalid(key, reason)),
             }
         };
         out.expires_ms = check("x-expires", expires_rule)?.map(as_u64);
@@ -138,18 +142,32 @@ impl QueueArgs {
             _ => Overflow::DropHead,
         };
         check("x-queue-mode", queue_mode_rule)?;
-        out.single_active_consumer = check("x-single-active-consumer", bool_rule)?.and_then(FieldValue::as_bool).unwrap_or(false);
-        let queue_type = check("x-queue-type", queue_type_rule)?.and_then(FieldValue::as_str).unwrap_or("classic");
+        out.single_active_consumer = check("x-single-active-consumer", bool_rule)?
+            .and_then(FieldValue::as_bool)
+            .unwrap_or(false);
+        let queue_type = check("x-queue-type", queue_type_rule)?
+            .and_then(FieldValue::as_str)
+            .unwrap_or("classic");
         check("x-quorum-initial-group-size", positive_int_rule)?;
         out.dead_letter = dlx.map(|exchange| DeadLetterTarget {
             exchange: short(exchange),
             routing_key: dlrk.map(short),
         });
 
-        let refused: &[&str] = if queue_type == "classic" { NOT_FOR_CLASSIC } else { NOT_FOR_QUORUM };
-        let type_name = if queue_type == "classic" { "rabbit_classic_queue" } else { "rabbit_quorum_queue" };
+        let refused: &[&str] = if queue_type == "classic" {
+            NOT_FOR_CLASSIC
+        } else {
+            NOT_FOR_QUORUM
+        };
+        let type_name = if queue_type == "classic" {
+            "rabbit_classic_queue"
+        } else {
+            "rabbit_quorum_queue"
+        };
         if let Some((key, _)) = args.iter().find(|(k, _)| refused.contains(&k.as_str())) {
-            return Err(AmqpError::precondition(format!("invalid arg '{key}' for {what} of queue type {type_name}")));
+            return Err(AmqpError::precondition(format!(
+                "invalid arg '{key}' for {what} of queue type {type_name}"
+            )));
         }
         if queue_type != "classic" {
             for (bad, property) in [
@@ -158,7 +176,9 @@ impl QueueArgs {
                 (!meta.durable, "non-durable"),
             ] {
                 if bad {
-                    return Err(AmqpError::precondition(format!("invalid property '{property}' for {what}")));
+                    return Err(AmqpError::precondition(format!(
+                        "invalid property '{property}' for {what}"
+                    )));
                 }
             }
         }
@@ -168,7 +188,12 @@ impl QueueArgs {
                 // RabbitMQ takes any integer here and ignores other types.
                 out.delivery_limit = args.get("x-delivery-limit").and_then(FieldValue::as_i64);
             }
-            "stream" => return Err(invalid("x-queue-type", "\"unsupported queue type 'stream'\"".into())),
+            "stream" => {
+                return Err(invalid(
+                    "x-queue-type",
+                    "\"unsupported queue type 'stream'\"".into(),
+                ))
+            }
             _ => {}
         }
         Ok(out)
@@ -177,7 +202,8 @@ impl QueueArgs {
     /// True if this queue may refuse a publish (so every publish in confirm mode needs the
     /// queue's answer, not only persistent ones).
     pub fn may_refuse_publishes(&self) -> bool {
-        self.overflow != Overflow::DropHead && (self.max_length.is_some() || self.max_length_bytes.is_some())
+        self.overflow != Overflow::DropHead
+            && (self.max_length.is_some() || self.max_length_bytes.is_some())
     }
 }
 
@@ -187,7 +213,10 @@ pub fn consumer_priority(arguments: &FieldTable, queue_desc: &str) -> Result<i64
     match arguments.get("x-priority") {
         None => Ok(0),
         Some(v) => v.as_i64().ok_or_else(|| {
-            AmqpError::precondition(format!("invalid arg 'x-priority' for {queue_desc}: {}", expected_integer(v)))
+            AmqpError::precondition(format!(
+                "invalid arg 'x-priority' for {queue_desc}: {}",
+                expected_integer(v)
+            ))
         }),
     }
 }
@@ -195,7 +224,9 @@ pub fn consumer_priority(arguments: &FieldTable, queue_desc: &str) -> Result<i64
 /// Parses a message's `expiration` property as RabbitMQ does (an integer number of
 /// milliseconds, 0 to [`MAX_EXPIRY_MS`]), with its texts for what it refuses.
 pub fn parse_expiration(expiration: &str) -> Result<u64, AmqpError> {
-    let refuse = |reason: String| AmqpError::precondition(format!("invalid expiration '{expiration}': {reason}"));
+    let refuse = |reason: String| {
+        AmqpError::precondition(format!("invalid expiration '{expiration}': {reason}"))
+    };
     // Erlang's string:to_integer: an optional sign, digits, and whatever is left over.
     let unsigned = expiration.strip_prefix(['+', '-']).unwrap_or(expiration);
     let digits = unsigned.bytes().take_while(u8::is_ascii_digit).count();
@@ -204,11 +235,18 @@ pub fn parse_expiration(expiration: &str) -> Result<u64, AmqpError> {
     }
     let rest = &unsigned[digits..];
     if !rest.is_empty() {
-        return Err(refuse(format!("{{leftover_string,{}}}", erlang_string(rest))));
+        return Err(refuse(format!(
+            "{{leftover_string,{}}}",
+            erlang_string(rest)
+        )));
     }
     let magnitude: u128 = unsigned.parse().unwrap_or(u128::MAX);
     let negative = expiration.starts_with('-') && magnitude != 0;
-    let shown = if negative { format!("-{magnitude}") } else { magnitude.to_string() };
+    let shown = if negative {
+        format!("-{magnitude}")
+    } else {
+        magnitude.to_string()
+    };
     if negative {
         return Err(refuse(format!("{{value_negative,{shown}}}")));
     }
@@ -290,7 +328,9 @@ fn max_priority_rule(v: &FieldValue, args: &FieldTable) -> Result<(), String> {
 
 fn dlrk_rule(v: &FieldValue, args: &FieldTable) -> Result<(), String> {
     match v {
-        FieldValue::LongString(_) if args.get("x-dead-letter-exchange").is_none() => Err("routing_key_but_no_dlx_defined".into()),
+        FieldValue::LongString(_) if args.get("x-dead-letter-exchange").is_none() => {
+            Err("routing_key_but_no_dlx_defined".into())
+        }
         FieldValue::LongString(_) => Ok(()),
         other => Err(unacceptable_type(other)),
     }
@@ -303,7 +343,11 @@ fn bool_rule(v: &FieldValue, _: &FieldTable) -> Result<(), String> {
     }
 }
 
-fn one_of(v: &FieldValue, allowed: &[&str], refusal: impl FnOnce(&str) -> String) -> Result<(), String> {
+fn one_of(
+    v: &FieldValue,
+    allowed: &[&str],
+    refusal: impl FnOnce(&str) -> String,
+) -> Result<(), String> {
     match v {
         FieldValue::LongString(b) => {
             let s = String::from_utf8_lossy(b);
@@ -318,15 +362,23 @@ fn one_of(v: &FieldValue, allowed: &[&str], refusal: impl FnOnce(&str) -> String
 }
 
 fn overflow_rule(v: &FieldValue, _: &FieldTable) -> Result<(), String> {
-    one_of(v, &["drop-head", "reject-publish", "reject-publish-dlx"], |_| "invalid_overflow".into())
+    one_of(
+        v,
+        &["drop-head", "reject-publish", "reject-publish-dlx"],
+        |_| "invalid_overflow".into(),
+    )
 }
 
 fn queue_mode_rule(v: &FieldValue, _: &FieldTable) -> Result<(), String> {
-    one_of(v, &["default", "lazy"], |s| format!("\"unsupported queue mode '{s}'\""))
+    one_of(v, &["default", "lazy"], |s| {
+        format!("\"unsupported queue mode '{s}'\"")
+    })
 }
 
 fn queue_type_rule(v: &FieldValue, _: &FieldTable) -> Result<(), String> {
-    one_of(v, &["classic", "quorum", "stream"], |s| format!("\"unsupported queue type '{s}'\""))
+    one_of(v, &["classic", "quorum", "stream"], |s| {
+        format!("\"unsupported queue type '{s}'\"")
+    })
 }
 
 /// An Erlang string as `~p` prints it: in double quotes, with `"` and `\` escaped.

@@ -35,7 +35,9 @@ pub struct ExchangeMeta {
 impl ExchangeMeta {
     /// The `alternate-exchange` argument, where unroutable messages go.
     pub fn alternate_exchange(&self) -> Option<&str> {
-        self.arguments.get("alternate-exchange").and_then(FieldValue::as_str)
+        self.arguments
+            .get("alternate-exchange")
+            .and_then(FieldValue::as_str)
     }
 
     /// Checks a redeclaration against this exchange as RabbitMQ does: type, durable,
@@ -43,12 +45,22 @@ impl ExchangeMeta {
     pub fn check_equivalent(&self, other: &ExchangeMeta, vhost: &str) -> Result<(), AmqpError> {
         let what = format!("exchange '{}' in vhost '{}'", self.name, vhost);
         if self.kind != other.kind {
-            return Err(inequivalent("type", &what, other.kind.as_str(), self.kind.as_str()));
+            return Err(inequivalent(
+                "type",
+                &what,
+                other.kind.as_str(),
+                self.kind.as_str(),
+            ));
         }
         check_flag("durable", &what, other.durable, self.durable)?;
         check_flag("auto_delete", &what, other.auto_delete, self.auto_delete)?;
         check_flag("internal", &what, other.internal, self.internal)?;
-        check_args(&["alternate-exchange"], &what, &other.arguments, &self.arguments)
+        check_args(
+            &["alternate-exchange"],
+            &what,
+            &other.arguments,
+            &self.arguments,
+        )
     }
 }
 
@@ -69,7 +81,12 @@ impl QueueMeta {
         let what = format!("queue '{}' in vhost '{}'", self.name, vhost);
         check_flag("durable", &what, other.durable, self.durable)?;
         check_flag("auto_delete", &what, other.auto_delete, self.auto_delete)?;
-        check_args(EQUIVALENCE_CHECKED_QUEUE_ARGS, &what, &other.arguments, &self.arguments)
+        check_args(
+            EQUIVALENCE_CHECKED_QUEUE_ARGS,
+            &what,
+            &other.arguments,
+            &self.arguments,
+        )
     }
 }
 
@@ -83,19 +100,36 @@ fn check_flag(arg: &str, what: &str, received: bool, current: bool) -> Result<()
     if received == current {
         Ok(())
     } else {
-        Err(inequivalent(arg, what, &received.to_string(), &current.to_string()))
+        Err(inequivalent(
+            arg,
+            what,
+            &received.to_string(),
+            &current.to_string(),
+        ))
     }
 }
 
 /// RabbitMQ's texts: `received '6' but current is '5'` when both sides have the argument,
 /// `received none but current is the value '5' of type 'signedint'` when one lacks it.
-fn check_args(keys: &[&str], what: &str, received: &FieldTable, current: &FieldTable) -> Result<(), AmqpError> {
+fn check_args(
+    keys: &[&str],
+    what: &str,
+    received: &FieldTable,
+    current: &FieldTable,
+) -> Result<(), AmqpError> {
     for key in keys {
         let (r, c) = (received.get(key), current.get(key));
-        let (r, c) = if *key == "x-queue-type" { (r.filter(|v| !is_classic(v)), c.filter(|v| !is_classic(v))) } else { (r, c) };
+        let (r, c) = if *key == "x-queue-type" {
+            (r.filter(|v| !is_classic(v)), c.filter(|v| !is_classic(v)))
+        } else {
+            (r, c)
+        };
         if !args_equal(r, c) {
             let (received, current) = match (r, c) {
-                (Some(r), Some(c)) => (format!("'{}'", display_value(r)), format!("'{}'", display_value(c))),
+                (Some(r), Some(c)) => (
+                    format!("'{}'", display_value(r)),
+                    format!("'{}'", display_value(c)),
+                ),
                 _ => (describe_value(r), describe_value(c)),
             };
             return Err(AmqpError::precondition(format!(
@@ -129,7 +163,11 @@ fn args_equal(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
 pub fn describe_value(v: Option<&FieldValue>) -> String {
     match v {
         None => "none".to_string(),
-        Some(v) => format!("the value '{}' of type '{}'", display_value(v), v.type_name()),
+        Some(v) => format!(
+            "the value '{}' of type '{}'",
+            display_value(v),
+            v.type_name()
+        ),
     }
 }
 
@@ -150,7 +188,9 @@ pub fn display_value(v: &FieldValue) -> String {
 /// Names starting with `amq.` are reserved for the broker (RabbitMQ answers 403).
 pub fn check_not_reserved(kind: &str, name: &str) -> Result<(), AmqpError> {
     if name.starts_with("amq.") {
-        Err(AmqpError::access_refused(format!("{kind} name '{name}' contains reserved prefix 'amq.*'")))
+        Err(AmqpError::access_refused(format!(
+            "{kind} name '{name}' contains reserved prefix 'amq.*'"
+        )))
     } else {
         Ok(())
     }
@@ -161,12 +201,20 @@ mod tests {
     use super::*;
 
     fn queue(durable: bool, args: FieldTable) -> QueueMeta {
-        QueueMeta { name: "q".into(), durable, exclusive_owner: None, auto_delete: false, arguments: args }
+        QueueMeta {
+            name: "q".into(),
+            durable,
+            exclusive_owner: None,
+            auto_delete: false,
+            arguments: args,
+        }
     }
 
     #[test]
     fn redeclare_with_other_durability_names_the_argument() {
-        let err = queue(true, FieldTable::new()).check_equivalent(&queue(false, FieldTable::new()), "/").unwrap_err();
+        let err = queue(true, FieldTable::new())
+            .check_equivalent(&queue(false, FieldTable::new()), "/")
+            .unwrap_err();
         assert_eq!(err.code, warren_amqp::ReplyCode::PreconditionFailed);
         assert_eq!(
             err.text,
@@ -180,7 +228,9 @@ mod tests {
         a.insert("x-message-ttl", FieldValue::I32(100));
         let mut b = FieldTable::new();
         b.insert("x-message-ttl", FieldValue::I64(100));
-        assert!(queue(true, a).check_equivalent(&queue(true, b), "/").is_ok());
+        assert!(queue(true, a)
+            .check_equivalent(&queue(true, b), "/")
+            .is_ok());
     }
 
     #[test]
@@ -189,10 +239,23 @@ mod tests {
         a.insert("x-max-length", FieldValue::I64(10));
         let mut b = FieldTable::new();
         b.insert("x-whatever", FieldValue::I64(1));
-        let err = queue(true, a).check_equivalent(&queue(true, b.clone()), "/").unwrap_err();
-        assert!(err.text.contains("inequivalent arg 'x-max-length'"), "{}", err.text);
-        assert!(err.text.contains("received none but current is the value '10' of type 'long'"), "{}", err.text);
-        assert!(queue(true, FieldTable::new()).check_equivalent(&queue(true, b), "/").is_ok());
+        let err = queue(true, a)
+            .check_equivalent(&queue(true, b.clone()), "/")
+            .unwrap_err();
+        assert!(
+            err.text.contains("inequivalent arg 'x-max-length'"),
+            "{}",
+            err.text
+        );
+        assert!(
+            err.text
+                .contains("received none but current is the value '10' of type 'long'"),
+            "{}",
+            err.text
+        );
+        assert!(queue(true, FieldTable::new())
+            .check_equivalent(&queue(true, b), "/")
+            .is_ok());
     }
 
     #[test]

@@ -14,7 +14,10 @@ pub struct AmqpError {
 
 impl AmqpError {
     pub fn new(code: ReplyCode, detail: impl AsRef<str>) -> AmqpError {
-        AmqpError { code, text: format!("{} - {}", code.name(), detail.as_ref()) }
+        AmqpError {
+            code,
+            text: format!("{} - {}", code.name(), detail.as_ref()),
+        }
     }
 
     pub fn not_found(detail: impl AsRef<str>) -> AmqpError {
@@ -71,7 +74,10 @@ impl From<warren_amqp::Error> for AmqpError {
         match e {
             warren_amqp::Error::Syntax(detail) => AmqpError::frame_error(detail),
             // The codec's Display already carries the code name prefix.
-            other => AmqpError { code: other.reply_code(), text: other.to_string() },
+            other => AmqpError {
+                code: other.reply_code(),
+                text: other.to_string(),
+            },
         }
     }
 }

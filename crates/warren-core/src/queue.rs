@@ -32,7 +32,9 @@ use crate::args::{Overflow, QueueArgs, QueueType};
 use crate::{AmqpError, Message};
 use consumers::Consumer;
 use ready::Ready;
+use rustc_hash::FxHasher;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use warren_amqp::ShortStr;
 
@@ -125,7 +127,7 @@ pub struct QueueState<S> {
     args: QueueArgs,
     ready: Ready,
     ready_bytes: usize,
-    unacked: HashMap<Seq, Unacked>,
+    unacked: HashMap<Seq, Unacked, BuildHasherDefault<FxHasher>>,
     consumers: Vec<Consumer<S>>,
     next_consumer: usize,
     next_seq: Seq,
@@ -157,7 +159,7 @@ impl<S> QueueState<S> {
             ready: Ready::new(args.max_priority),
             args,
             ready_bytes: 0,
-            unacked: HashMap::new(),
+            unacked: HashMap::default(),
             consumers: Vec::new(),
             next_consumer: 0,
             next_seq: 1,
@@ -201,7 +203,11 @@ impl<S> QueueState<S> {
     /// When a message enqueued at `enqueued_ms` expires: the sooner of the queue's TTL and
     /// the message's `expiration` (validated as an integer at publish).
     fn deadline(&self, message: &Message, enqueued_ms: u64) -> u64 {
-        let per_message = message.properties.expiration.as_ref().and_then(|e| e.parse::<u64>().ok());
+        let per_message = message
+            .properties
+            .expiration
+            .as_ref()
+            .and_then(|e| e.parse::<u64>().ok());
         match (self.args.message_ttl_ms, per_message) {
             (None, None) => NO_DEADLINE,
             (Some(a), Some(b)) => enqueued_ms.saturating_add(a.min(b)),
@@ -215,7 +221,11 @@ impl<S> QueueState<S> {
     pub fn publish(&mut self, message: Arc<Message>, now_ms: u64) -> Enqueued {
         if self.args.overflow != Overflow::DropHead && self.would_overflow(message.body_size()) {
             if self.args.overflow == Overflow::RejectPublishDlx {
-                self.dead.push(Dead { seq: None, message, reason: DeathReason::Maxlen });
+                self.dead.push(Dead {
+                    seq: None,
+                    message,
+                    reason: DeathReason::Maxlen,
+                });
             }
             return Enqueued::Refused;
         }
@@ -226,15 +236,26 @@ impl<S> QueueState<S> {
         if expires_at_ms != NO_DEADLINE {
             self.now_ms = self.now_ms.max(now_ms);
         }
-        self.ready.push_back(Queued { seq, message, redelivered: false, delivery_count: 0, expires_at_ms });
+        self.ready.push_back(Queued {
+            seq,
+            message,
+            redelivered: false,
+            delivery_count: 0,
+            expires_at_ms,
+        });
         self.drop_over_limit();
         Enqueued::Accepted(seq)
     }
 
     /// Would a message of `size` body bytes take the ready messages past a limit?
     fn would_overflow(&self, size: usize) -> bool {
-        self.args.max_length.is_some_and(|max| self.ready.len() as u64 >= max)
-            || self.args.max_length_bytes.is_some_and(|max| (self.ready_bytes + size) as u64 > max)
+        self.args
+            .max_length
+            .is_some_and(|max| self.ready.len() as u64 >= max)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|max| (self.ready_bytes + size) as u64 > max)
     }
 
     /// `drop-head`: drops the next messages to deliver while the ready ones exceed a limit.
@@ -242,18 +263,35 @@ impl<S> QueueState<S> {
         if self.args.overflow != Overflow::DropHead {
             return;
         }
-        let (max_len, max_bytes) = (self.args.max_length.unwrap_or(u64::MAX), self.args.max_length_bytes.unwrap_or(u64::MAX));
+        let (max_len, max_bytes) = (
+            self.args.max_length.unwrap_or(u64::MAX),
+            self.args.max_length_bytes.unwrap_or(u64::MAX),
+        );
         while self.ready.len() as u64 > max_len || self.ready_bytes as u64 > max_bytes {
-            let Some(q) = self.ready.pop_front() else { break };
+            let Some(q) = self.ready.pop_front() else {
+                break;
+            };
             self.ready_bytes -= q.message.body_size();
-            self.dead.push(Dead { seq: Some(q.seq), message: q.message, reason: DeathReason::Maxlen });
+            self.dead.push(Dead {
+                seq: Some(q.seq),
+                message: q.message,
+                reason: DeathReason::Maxlen,
+            });
         }
     }
 
     /// Adds a consumer. `queue_desc` is `queue 'q' in vhost '/'` for the error text.
-    pub fn add_consumer(&mut self, spec: ConsumerSpec<S>, queue_desc: &str) -> Result<(), AmqpError> {
-        if self.consumers.iter().any(|c| c.spec.exclusive) || (spec.exclusive && !self.consumers.is_empty()) {
-            return Err(AmqpError::access_refused(format!("{queue_desc} in exclusive use")));
+    pub fn add_consumer(
+        &mut self,
+        spec: ConsumerSpec<S>,
+        queue_desc: &str,
+    ) -> Result<(), AmqpError> {
+        if self.consumers.iter().any(|c| c.spec.exclusive)
+            || (spec.exclusive && !self.consumers.is_empty())
+        {
+            return Err(AmqpError::access_refused(format!(
+                "{queue_desc} in exclusive use"
+            )));
         }
         self.prioritized |= spec.priority != 0;
         self.consumers.push(Consumer::new(spec));
@@ -294,17 +332,33 @@ impl<S> QueueState<S> {
     pub fn dispatch(&mut self, mut emit: impl FnMut(&ConsumerSpec<S>, Delivery)) -> usize {
         let mut delivered = 0;
         while !self.ready.is_empty() && !self.consumers.is_empty() {
-            let Some(idx) = consumers::next_with_room(&self.consumers, self.next_consumer, self.args.single_active_consumer, self.prioritized) else {
+            let Some(idx) = consumers::next_with_room(
+                &self.consumers,
+                self.next_consumer,
+                self.args.single_active_consumer,
+                self.prioritized,
+            ) else {
                 break;
             };
             let Some(queued) = self.pop_live() else { break };
             let message = self.outgoing(&queued, false);
             let consumer = &mut self.consumers[idx];
             consumer.unwritten += 1;
-            let delivery = Delivery { seq: queued.seq, message, redelivered: queued.redelivered };
+            let delivery = Delivery {
+                seq: queued.seq,
+                message,
+                redelivered: queued.redelivered,
+            };
             if !consumer.spec.no_ack {
                 consumer.unacked += 1;
-                self.unacked.insert(queued.seq, Unacked { queued, consumer: Some(consumer.spec.id), owner: consumer.spec.owner });
+                self.unacked.insert(
+                    queued.seq,
+                    Unacked {
+                        queued,
+                        consumer: Some(consumer.spec.id),
+                        owner: consumer.spec.owner,
+                    },
+                );
             }
             emit(&consumer.spec, delivery);
             self.next_consumer = (idx + 1) % self.consumers.len();
@@ -321,7 +375,11 @@ impl<S> QueueState<S> {
             let q = self.ready.pop_front()?;
             self.ready_bytes -= q.message.body_size();
             if q.expires_at_ms < self.now_ms {
-                self.dead.push(Dead { seq: Some(q.seq), message: q.message, reason: DeathReason::Expired });
+                self.dead.push(Dead {
+                    seq: Some(q.seq),
+                    message: q.message,
+                    reason: DeathReason::Expired,
+                });
                 continue;
             }
             return Some(q);
@@ -332,9 +390,20 @@ impl<S> QueueState<S> {
     /// [`QueueState::expire`] first when a deadline may have passed.
     pub fn get(&mut self, owner: ChannelKey, no_ack: bool) -> Option<(Delivery, usize)> {
         let queued = self.pop_live()?;
-        let delivery = Delivery { seq: queued.seq, message: self.outgoing(&queued, true), redelivered: queued.redelivered };
+        let delivery = Delivery {
+            seq: queued.seq,
+            message: self.outgoing(&queued, true),
+            redelivered: queued.redelivered,
+        };
         if !no_ack {
-            self.unacked.insert(queued.seq, Unacked { queued, consumer: None, owner });
+            self.unacked.insert(
+                queued.seq,
+                Unacked {
+                    queued,
+                    consumer: None,
+                    owner,
+                },
+            );
         }
         Some((delivery, self.ready.len()))
     }
@@ -370,13 +439,25 @@ impl<S> QueueState<S> {
     /// Puts back a message recovered from disk (at start-up, in `Seq` order), keeping its
     /// number so later messages continue after it. `enqueued_ms` (when it was first
     /// enqueued) is read only if a TTL applies to it.
-    pub fn restore(&mut self, seq: Seq, message: Arc<Message>, redelivered: bool, enqueued_ms: u64) {
+    pub fn restore(
+        &mut self,
+        seq: Seq,
+        message: Arc<Message>,
+        redelivered: bool,
+        enqueued_ms: u64,
+    ) {
         self.next_seq = self.next_seq.max(seq + 1);
         self.ready_bytes += message.body_size();
         let expires_at_ms = self.deadline(&message, enqueued_ms);
         // A message handed out before the restart was in effect returned by its consumer.
         let delivery_count = redelivered as u32;
-        self.ready.push_back(Queued { seq, message, redelivered, delivery_count, expires_at_ms });
+        self.ready.push_back(Queued {
+            seq,
+            message,
+            redelivered,
+            delivery_count,
+            expires_at_ms,
+        });
     }
 
     /// Makes the next `publish` number at least `seq` (after recovery of a log whose last
@@ -389,7 +470,11 @@ impl<S> QueueState<S> {
     pub fn discard(&mut self, seqs: &[Seq]) {
         for &seq in seqs {
             if let Some(q) = self.take_unacked(seq) {
-                self.dead.push(Dead { seq: Some(q.seq), message: q.message, reason: DeathReason::Rejected });
+                self.dead.push(Dead {
+                    seq: Some(q.seq),
+                    message: q.message,
+                    reason: DeathReason::Rejected,
+                });
             }
         }
     }
@@ -402,8 +487,16 @@ impl<S> QueueState<S> {
             if let Some(mut q) = self.take_unacked(seq) {
                 q.redelivered = true;
                 q.delivery_count = q.delivery_count.saturating_add(1);
-                if self.args.delivery_limit.is_some_and(|limit| q.delivery_count as i64 > limit) {
-                    self.dead.push(Dead { seq: Some(q.seq), message: q.message, reason: DeathReason::DeliveryLimit });
+                if self
+                    .args
+                    .delivery_limit
+                    .is_some_and(|limit| q.delivery_count as i64 > limit)
+                {
+                    self.dead.push(Dead {
+                        seq: Some(q.seq),
+                        message: q.message,
+                        reason: DeathReason::DeliveryLimit,
+                    });
                     continue;
                 }
                 self.ready_bytes += q.message.body_size();
@@ -416,7 +509,12 @@ impl<S> QueueState<S> {
     /// A channel closed (or its connection did): its consumers leave and every delivery it
     /// held comes back in original order, marked redelivered. Returns the removed consumers.
     pub fn channel_closed(&mut self, owner: ChannelKey) -> Vec<ConsumerSpec<S>> {
-        let mut held: Vec<Seq> = self.unacked.iter().filter(|(_, u)| u.owner == owner).map(|(s, _)| *s).collect();
+        let mut held: Vec<Seq> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| u.owner == owner)
+            .map(|(s, _)| *s)
+            .collect();
         held.sort_unstable();
         self.requeue(&held);
         let mut removed = Vec::new();
@@ -462,7 +560,11 @@ impl<S> QueueState<S> {
             |q| q.expires_at_ms < now_ms,
             |q| {
                 *ready_bytes -= q.message.body_size();
-                dead.push(Dead { seq: Some(q.seq), message: q.message, reason: DeathReason::Expired });
+                dead.push(Dead {
+                    seq: Some(q.seq),
+                    message: q.message,
+                    reason: DeathReason::Expired,
+                });
             },
         );
     }
@@ -470,7 +572,11 @@ impl<S> QueueState<S> {
     /// The earliest deadline among the heads, if any: [`QueueState::expire`] has work from
     /// the millisecond after it.
     pub fn next_expiry_ms(&self) -> Option<u64> {
-        self.ready.heads().map(|q| q.expires_at_ms).filter(|&d| d != NO_DEADLINE).min()
+        self.ready
+            .heads()
+            .map(|q| q.expires_at_ms)
+            .filter(|&d| d != NO_DEADLINE)
+            .min()
     }
 
     /// The queue was used at `now_ms` (consume, get, declare) or lost its last consumer:
@@ -483,7 +589,9 @@ impl<S> QueueState<S> {
     /// consumers.
     pub fn unused_deadline_ms(&self) -> Option<u64> {
         match self.args.expires_ms {
-            Some(expires) if self.consumers.is_empty() => Some(self.last_used_ms.saturating_add(expires)),
+            Some(expires) if self.consumers.is_empty() => {
+                Some(self.last_used_ms.saturating_add(expires))
+            }
             _ => None,
         }
     }

@@ -93,32 +93,45 @@ impl VHost {
     /// Rebuilds this vhost's durable exchanges, queues (with their messages) and bindings
     /// from the stores, at start-up.
     pub fn restore(self: &Arc<Self>, defs: &Definitions) {
-        let Some(durability) = self.durability.clone() else { return };
+        let Some(durability) = self.durability.clone() else {
+            return;
+        };
         for d in defs.exchanges.iter().filter(|d| d.vhost == self.name) {
             if let Some(meta) = durability::exchange_meta(d) {
                 let ex = Arc::new(Exchange::new(meta));
-                self.exchanges.update(|m| m.insert(ex.meta.name.clone(), ex));
+                self.exchanges
+                    .update(|m| m.insert(ex.meta.name.clone(), ex));
             }
         }
         for d in defs.queues.iter().filter(|d| d.vhost == self.name) {
-            let Some(meta) = durability::queue_meta(d) else { continue };
+            let Some(meta) = durability::queue_meta(d) else {
+                continue;
+            };
             match durability.open_queue_log(d.log_id) {
                 Ok((log, recovered, report)) => {
                     durability::log_recovery(&d.name, &report);
                     let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
                     let queue = queue_task::spawn(id, meta, self, Some((d.log_id, log)), recovered);
-                    self.queues.update(|m| m.insert(queue.meta.name.clone(), queue));
+                    self.queues
+                        .update(|m| m.insert(queue.meta.name.clone(), queue));
                 }
                 Err(e) => tracing::error!("queue '{}' cannot be recovered: {e}", d.name),
             }
         }
         for b in defs.bindings.iter().filter(|b| b.vhost == self.name) {
-            let Some(ex) = self.exchange(&b.source) else { continue };
+            let Some(ex) = self.exchange(&b.source) else {
+                continue;
+            };
             let dest = match b.destination_kind.as_str() {
                 "queue" => self.queue(&b.destination).map(Destination::Queue),
-                _ => self.exchange(&b.destination).map(|e| Destination::Exchange(e.meta.name.clone())),
+                _ => self
+                    .exchange(&b.destination)
+                    .map(|e| Destination::Exchange(e.meta.name.clone())),
             };
-            let (Some(dest), Some(key)) = (dest, ShortStr::from_bytes(bytes::Bytes::copy_from_slice(b.routing_key.as_bytes()))) else {
+            let (Some(dest), Some(key)) = (
+                dest,
+                ShortStr::from_bytes(bytes::Bytes::copy_from_slice(b.routing_key.as_bytes())),
+            ) else {
                 continue;
             };
             ex.router.update(|r| r.bind(&key, &b.arguments, dest));
@@ -134,10 +147,22 @@ impl VHost {
     }
 
     /// A binding survives restarts when both its ends do (as in RabbitMQ).
-    fn durable_binding(&self, source: &Exchange, dest: &Destination, routing_key: &ShortStr, arguments: &FieldTable) -> Option<BindingDef> {
+    fn durable_binding(
+        &self,
+        source: &Exchange,
+        dest: &Destination,
+        routing_key: &ShortStr,
+        arguments: &FieldTable,
+    ) -> Option<BindingDef> {
         let (kind, name) = match dest {
             Destination::Queue(q) if q.log_id.is_some() => ("queue", q.name().to_string()),
-            Destination::Exchange(n) if self.exchanges.read(|m| m.get(n).is_some_and(|e| e.meta.durable)) => ("exchange", n.to_string()),
+            Destination::Exchange(n)
+                if self
+                    .exchanges
+                    .read(|m| m.get(n).is_some_and(|e| e.meta.durable)) =>
+            {
+                ("exchange", n.to_string())
+            }
             _ => return None,
         };
         if !source.meta.durable || self.durability.is_none() {
@@ -155,7 +180,10 @@ impl VHost {
 
     /// Takes the definitions lock; the generation moves when the change is done.
     fn change(&self) -> ChangeGuard<'_> {
-        ChangeGuard { _lock: self.changes.lock(), generation: &self.generation }
+        ChangeGuard {
+            _lock: self.changes.lock(),
+            generation: &self.generation,
+        }
     }
 
     /// Changes whenever exchanges, queues or bindings change (see [`VHost::route`]).
@@ -188,10 +216,13 @@ impl VHost {
             return Ok(existing);
         }
         if meta.durable {
-            self.persist(&[DefinitionChange::PutExchange(durability::exchange_def(&self.name, &meta))])?;
+            self.persist(&[DefinitionChange::PutExchange(durability::exchange_def(
+                &self.name, &meta,
+            ))])?;
         }
         let ex = Arc::new(Exchange::new(meta));
-        self.exchanges.update(|m| m.insert(ex.meta.name.clone(), ex.clone()));
+        self.exchanges
+            .update(|m| m.insert(ex.meta.name.clone(), ex.clone()));
         Ok(ex)
     }
 
@@ -202,7 +233,10 @@ impl VHost {
             return Err(self.no_exchange(name));
         };
         if if_unused && !ex.router.read(|r| r.is_empty()) {
-            return Err(AmqpError::precondition(format!("exchange '{}' in vhost '{}' in use", name, self.name)));
+            return Err(AmqpError::precondition(format!(
+                "exchange '{}' in vhost '{}' in use",
+                name, self.name
+            )));
         }
         self.remove_exchange_locked(&ex)
     }
@@ -211,7 +245,10 @@ impl VHost {
     fn remove_exchange_locked(&self, ex: &Arc<Exchange>) -> Result<(), AmqpError> {
         if ex.meta.durable {
             // The store drops the bindings that name it.
-            self.persist(&[DefinitionChange::DeleteExchange { vhost: self.name.clone(), name: ex.meta.name.to_string() }])?;
+            self.persist(&[DefinitionChange::DeleteExchange {
+                vhost: self.name.clone(),
+                name: ex.meta.name.to_string(),
+            }])?;
         }
         self.exchanges.update(|m| m.remove(&ex.meta.name));
         self.remove_destination_locked(&Destination::Exchange(ex.meta.name.clone()));
@@ -229,7 +266,11 @@ impl VHost {
                 });
                 if now_empty && ex.meta.auto_delete {
                     if let Err(e) = self.remove_exchange_locked(&ex) {
-                        tracing::error!("auto-delete of exchange '{}' not stored: {}", ex.meta.name, e.text);
+                        tracing::error!(
+                            "auto-delete of exchange '{}' not stored: {}",
+                            ex.meta.name,
+                            e.text
+                        );
                     }
                 }
             }
@@ -238,7 +279,12 @@ impl VHost {
 
     /// `queue.declare`. `connection` is the declaring connection (for exclusivity).
     /// Returns the queue and whether it was created now.
-    pub fn declare_queue(self: &Arc<Self>, meta: QueueMeta, passive: bool, connection: u64) -> Result<(QueueRef, bool), AmqpError> {
+    pub fn declare_queue(
+        self: &Arc<Self>,
+        meta: QueueMeta,
+        passive: bool,
+        connection: u64,
+    ) -> Result<(QueueRef, bool), AmqpError> {
         let _guard = self.change();
         if let Some(existing) = self.queues.read(|m| m.get(&meta.name).cloned()) {
             check_exclusive_access(&existing, connection)?;
@@ -258,7 +304,9 @@ impl VHost {
         let log = match &self.durability {
             Some(d) if meta.durable && meta.exclusive_owner.is_none() => {
                 let (log_id, log) = d.create_queue_log()?;
-                self.persist(&[DefinitionChange::PutQueue(durability::queue_def(&self.name, &meta, log_id))])?;
+                self.persist(&[DefinitionChange::PutQueue(durability::queue_def(
+                    &self.name, &meta, log_id,
+                ))])?;
                 Some((log_id, log))
             }
             // Exclusive queues die with their connection, so never outlive a restart.
@@ -266,7 +314,8 @@ impl VHost {
         };
         let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
         let queue = queue_task::spawn(id, meta, self, log, Vec::new());
-        self.queues.update(|m| m.insert(queue.meta.name.clone(), queue.clone()));
+        self.queues
+            .update(|m| m.insert(queue.meta.name.clone(), queue.clone()));
         Ok((queue, true))
     }
 
@@ -281,9 +330,16 @@ impl VHost {
     pub fn forget_queue(&self, queue: &QueueRef) {
         let _guard = self.change();
         if queue.log_id.is_some() {
-            let change = DefinitionChange::DeleteQueue { vhost: self.name.clone(), name: queue.name().to_string() };
+            let change = DefinitionChange::DeleteQueue {
+                vhost: self.name.clone(),
+                name: queue.name().to_string(),
+            };
             if let Err(e) = self.persist(&[change]) {
-                tracing::error!("deletion of queue '{}' not stored: {}", queue.name(), e.text);
+                tracing::error!(
+                    "deletion of queue '{}' not stored: {}",
+                    queue.name(),
+                    e.text
+                );
             }
         }
         self.queues.update(|m| {
@@ -295,20 +351,30 @@ impl VHost {
     }
 
     /// `queue.bind` / `exchange.bind`.
-    pub fn bind(&self, source: &str, dest: Destination, routing_key: &ShortStr, arguments: &FieldTable) -> Result<(), AmqpError> {
+    pub fn bind(
+        &self,
+        source: &str,
+        dest: Destination,
+        routing_key: &ShortStr,
+        arguments: &FieldTable,
+    ) -> Result<(), AmqpError> {
         let _guard = self.change();
         let ex = self.source_exchange(source)?;
-        warren_core::routing::validate_binding_arguments(ex.meta.kind, arguments).map_err(AmqpError::precondition)?;
+        warren_core::routing::validate_binding_arguments(ex.meta.kind, arguments)
+            .map_err(AmqpError::precondition)?;
         if let Destination::Exchange(name) = &dest {
             if !self.exchanges.read(|m| m.contains_key(name)) {
                 return Err(self.no_exchange(name));
             }
         }
         let def = self.durable_binding(&ex, &dest, routing_key, arguments);
-        let added = ex.router.update(|r| r.bind(routing_key, arguments, dest.clone()));
+        let added = ex
+            .router
+            .update(|r| r.bind(routing_key, arguments, dest.clone()));
         if let (true, Some(def)) = (added, def) {
             if let Err(e) = self.persist(&[DefinitionChange::PutBinding(def)]) {
-                ex.router.update(|r| r.unbind(routing_key, arguments, &dest));
+                ex.router
+                    .update(|r| r.unbind(routing_key, arguments, &dest));
                 return Err(e);
             }
         }
@@ -316,14 +382,23 @@ impl VHost {
     }
 
     /// `queue.unbind` / `exchange.unbind`. Unbinding what is not bound succeeds, as in RabbitMQ.
-    pub fn unbind(&self, source: &str, dest: &Destination, routing_key: &ShortStr, arguments: &FieldTable) -> Result<(), AmqpError> {
+    pub fn unbind(
+        &self,
+        source: &str,
+        dest: &Destination,
+        routing_key: &ShortStr,
+        arguments: &FieldTable,
+    ) -> Result<(), AmqpError> {
         let _guard = self.change();
         let ex = self.source_exchange(source)?;
         let def = self.durable_binding(&ex, dest, routing_key, arguments);
-        let (removed, now_empty) = ex.router.update(|r| (r.unbind(routing_key, arguments, dest), r.is_empty()));
+        let (removed, now_empty) = ex
+            .router
+            .update(|r| (r.unbind(routing_key, arguments, dest), r.is_empty()));
         if let (true, Some(def)) = (removed, def) {
             if let Err(e) = self.persist(&[DefinitionChange::DeleteBinding(def)]) {
-                ex.router.update(|r| r.bind(routing_key, arguments, dest.clone()));
+                ex.router
+                    .update(|r| r.bind(routing_key, arguments, dest.clone()));
                 return Err(e);
             }
         }
@@ -338,7 +413,9 @@ impl VHost {
         if name.is_empty() {
             return Err(default_exchange_refusal());
         }
-        self.exchanges.read(|m| m.get(name).cloned()).ok_or_else(|| self.no_exchange(name))
+        self.exchanges
+            .read(|m| m.get(name).cloned())
+            .ok_or_else(|| self.no_exchange(name))
     }
 
     /// Routes a message from `ex`, following exchange-to-exchange bindings and alternate
@@ -379,13 +456,19 @@ impl VHost {
         }
         let router = ex.router.load();
         let mut dests = Vec::new();
-        router.route(&message.routing_key, message.properties.headers.as_ref(), &mut dests);
-        let mut routed_any = !dests.is_empty() && dests.iter().any(|d| matches!(d, Destination::Queue(_)));
+        router.route(
+            &message.routing_key,
+            message.properties.headers.as_ref(),
+            &mut dests,
+        );
+        let mut routed_any =
+            !dests.is_empty() && dests.iter().any(|d| matches!(d, Destination::Queue(_)));
         for d in dests {
             match d {
                 Destination::Queue(q) => out.push(q),
                 Destination::Exchange(name) => {
-                    if depth < MAX_ROUTING_DEPTH && !visited.contains(&name) && name != ex.meta.name {
+                    if depth < MAX_ROUTING_DEPTH && !visited.contains(&name) && name != ex.meta.name
+                    {
                         visited.push(name.clone());
                         if let Some(next) = self.exchange(&name) {
                             self.route_from(&next, message, out, visited, depth + 1, by_key_only);
@@ -397,7 +480,10 @@ impl VHost {
         routed_any |= out.len() > before;
         if !routed_any {
             if let Some(ae) = ex.meta.alternate_exchange() {
-                if depth < MAX_ROUTING_DEPTH && !visited.iter().any(|v| v.as_str() == ae) && ae != ex.meta.name.as_str() {
+                if depth < MAX_ROUTING_DEPTH
+                    && !visited.iter().any(|v| v.as_str() == ae)
+                    && ae != ex.meta.name.as_str()
+                {
                     visited.push(ShortStr::from(ae));
                     if let Some(next) = self.exchange(ae) {
                         self.route_from(&next, message, out, visited, depth + 1, by_key_only);

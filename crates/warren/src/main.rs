@@ -12,7 +12,11 @@ use warren_server::resources::Limit;
 use warren_server::{Broker, Config};
 
 #[derive(Parser)]
-#[command(name = "warren", version, about = "Warren: a message broker that speaks AMQP 0-9-1 (RabbitMQ's dialect)")]
+#[command(
+    name = "warren",
+    version,
+    about = "Warren: a message broker that speaks AMQP 0-9-1 (RabbitMQ's dialect)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,7 +44,11 @@ struct ServeArgs {
     #[arg(long, env = "WARREN_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Block publishers past this resident memory: a fraction of RAM or a size [default: 0.4]
-    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", value_name = "FRACTION|SIZE")]
+    #[arg(
+        long,
+        env = "WARREN_MEMORY_HIGH_WATERMARK",
+        value_name = "FRACTION|SIZE"
+    )]
     memory_high_watermark: Option<Limit>,
     /// Block publishers when the data directory's disk has less free space [default: 1GiB]
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", value_name = "SIZE")]
@@ -49,8 +57,12 @@ struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => bench::run(args),
@@ -75,10 +87,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(limit) = args.disk_free_limit {
         config.disk_free_limit = limit;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async move {
         let listen = config.listen;
-        let broker = Broker::start(config).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let broker = Broker::start(config)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
         wait_for_signal().await?;
         info!("shutting down");
         broker.shutdown().await;

@@ -15,12 +15,18 @@ pub(super) struct Consumer<S> {
 
 impl<S> Consumer<S> {
     pub(super) fn new(spec: ConsumerSpec<S>) -> Consumer<S> {
-        Consumer { spec, unacked: 0, unwritten: 0 }
+        Consumer {
+            spec,
+            unacked: 0,
+            unwritten: 0,
+        }
     }
 
     fn has_room(&self) -> bool {
         self.unwritten < super::WRITE_WINDOW
-            && (self.spec.no_ack || self.spec.prefetch == 0 || self.unacked < self.spec.prefetch as u32)
+            && (self.spec.no_ack
+                || self.spec.prefetch == 0
+                || self.unacked < self.spec.prefetch as u32)
     }
 
     /// Room, and a unit of its channel's shared prefetch (taken now: the caller delivers).
@@ -37,14 +43,21 @@ impl<S> Consumer<S> {
 
 /// The consumer to hand the next message to, starting the round-robin at `next`; takes the
 /// channel credit for it. Consumers are in registration order.
-pub(super) fn next_with_room<S>(consumers: &[Consumer<S>], next: usize, single_active: bool, prioritized: bool) -> Option<usize> {
+pub(super) fn next_with_room<S>(
+    consumers: &[Consumer<S>],
+    next: usize,
+    single_active: bool,
+    prioritized: bool,
+) -> Option<usize> {
     let n = consumers.len();
     if single_active {
         // The active consumer is the oldest; the next one takes over when it leaves.
         return consumers.first().filter(|c| c.can_take()).map(|_| 0);
     }
     if !prioritized {
-        return (0..n).map(|i| (next + i) % n).find(|&idx| consumers[idx].can_take());
+        return (0..n)
+            .map(|i| (next + i) % n)
+            .find(|&idx| consumers[idx].can_take());
     }
     // Highest priority level first; a level whose consumers all lack credit yields to the
     // next one down.

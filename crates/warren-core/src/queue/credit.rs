@@ -28,7 +28,12 @@ impl ChannelCredit {
             if limit != 0 && used >= limit {
                 return false;
             }
-            match self.used.compare_exchange_weak(used, used + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match self.used.compare_exchange_weak(
+                used,
+                used + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return true,
                 Err(now) => used = now,
             }
@@ -37,7 +42,9 @@ impl ChannelCredit {
 
     /// Returns `n` units; true if the channel was at its limit before (queues may be waiting).
     pub fn release(&self, n: u32) -> bool {
-        let before = self.used.fetch_sub(n.min(self.used.load(Ordering::Relaxed)), Ordering::AcqRel);
+        let before = self
+            .used
+            .fetch_sub(n.min(self.used.load(Ordering::Relaxed)), Ordering::AcqRel);
         let limit = self.limit.load(Ordering::Relaxed);
         limit != 0 && before >= limit
     }

@@ -50,18 +50,39 @@ impl DeathReason {
 
 /// The message a queue named `queue` republishes to `target` for `reason`, at `now_secs`
 /// (seconds since the Unix epoch, written as the death's `time`).
-pub fn dead_letter_message(message: &Message, reason: DeathReason, queue: &str, target: &DeadLetterTarget, now_secs: u64) -> Message {
+pub fn dead_letter_message(
+    message: &Message,
+    reason: DeathReason,
+    queue: &str,
+    target: &DeadLetterTarget,
+    now_secs: u64,
+) -> Message {
     let mut properties = message.properties.clone();
     let mut headers = properties.headers.take().unwrap_or_default();
     let mut info = vec![
-        (ShortStr::from_static("reason"), FieldValue::string(reason.as_str())),
+        (
+            ShortStr::from_static("reason"),
+            FieldValue::string(reason.as_str()),
+        ),
         (ShortStr::from_static("queue"), FieldValue::string(queue)),
-        (ShortStr::from_static("time"), FieldValue::Timestamp(now_secs)),
-        (ShortStr::from_static("exchange"), FieldValue::string(&message.exchange)),
-        (ShortStr::from_static("routing-keys"), FieldValue::Array(death_routing_keys(message, &headers))),
+        (
+            ShortStr::from_static("time"),
+            FieldValue::Timestamp(now_secs),
+        ),
+        (
+            ShortStr::from_static("exchange"),
+            FieldValue::string(&message.exchange),
+        ),
+        (
+            ShortStr::from_static("routing-keys"),
+            FieldValue::Array(death_routing_keys(message, &headers)),
+        ),
     ];
     if let Some(expiration) = &properties.expiration {
-        info.push((ShortStr::from_static("original-expiration"), FieldValue::string(expiration)));
+        info.push((
+            ShortStr::from_static("original-expiration"),
+            FieldValue::string(expiration),
+        ));
     }
     record_death(&mut headers, info, queue, reason, &message.exchange);
     sort_by_key(&mut headers);
@@ -74,7 +95,10 @@ pub fn dead_letter_message(message: &Message, reason: DeathReason, queue: &str, 
     properties.expiration = None;
     Message {
         exchange: target.exchange.clone(),
-        routing_key: target.routing_key.clone().unwrap_or_else(|| message.routing_key.clone()),
+        routing_key: target
+            .routing_key
+            .clone()
+            .unwrap_or_else(|| message.routing_key.clone()),
         properties_raw: encode(&properties),
         properties,
         body: message.body.clone(),
@@ -85,7 +109,12 @@ pub fn dead_letter_message(message: &Message, reason: DeathReason, queue: &str, 
 /// cycle with no rejection in it (RabbitMQ then drops the message for that queue). Reason
 /// `rejected` never cycles: the caller skips the check for it.
 pub fn is_death_cycle(message: &Message, queue: &str) -> bool {
-    let Some(FieldValue::Array(deaths)) = message.properties.headers.as_ref().and_then(|h| h.get("x-death")) else {
+    let Some(FieldValue::Array(deaths)) = message
+        .properties
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("x-death"))
+    else {
         return false;
     };
     let Some(pos) = deaths.iter().position(|d| matches!(d, FieldValue::Table(t) if t.get("queue").and_then(FieldValue::as_str) == Some(queue))) else {
@@ -102,7 +131,11 @@ pub fn is_death_cycle(message: &Message, queue: &str) -> bool {
 pub fn with_delivery_count(message: &Message, count: u32) -> Message {
     let mut properties = message.properties.clone();
     let mut headers = properties.headers.take().unwrap_or_default();
-    set_value(&mut headers, "x-delivery-count", FieldValue::I64(count as i64));
+    set_value(
+        &mut headers,
+        "x-delivery-count",
+        FieldValue::I64(count as i64),
+    );
     sort_by_key(&mut headers);
     properties.headers = Some(headers);
     Message {
@@ -120,24 +153,46 @@ fn death_routing_keys(message: &Message, headers: &FieldTable) -> Vec<FieldValue
     let mut keys = vec![FieldValue::string(&message.routing_key)];
     for name in ["CC", "BCC"] {
         if let Some(FieldValue::Array(routes)) = headers.get(name) {
-            keys.extend(routes.iter().filter(|r| matches!(r, FieldValue::LongString(_))).cloned());
+            keys.extend(
+                routes
+                    .iter()
+                    .filter(|r| matches!(r, FieldValue::LongString(_)))
+                    .cloned(),
+            );
         }
     }
     keys
 }
 
-fn record_death(headers: &mut FieldTable, info: Vec<(ShortStr, FieldValue)>, queue: &str, reason: DeathReason, exchange: &str) {
+fn record_death(
+    headers: &mut FieldTable,
+    info: Vec<(ShortStr, FieldValue)>,
+    queue: &str,
+    reason: DeathReason,
+    exchange: &str,
+) {
     let mut first = vec![(ShortStr::from_static("count"), FieldValue::I64(1))];
     first.extend(info);
     let deaths = match headers.get("x-death") {
         None => {
-            set_value(headers, "x-first-death-reason", FieldValue::string(reason.as_str()));
+            set_value(
+                headers,
+                "x-first-death-reason",
+                FieldValue::string(reason.as_str()),
+            );
             set_value(headers, "x-first-death-queue", FieldValue::string(queue));
-            set_value(headers, "x-first-death-exchange", FieldValue::string(exchange));
+            set_value(
+                headers,
+                "x-first-death-exchange",
+                FieldValue::string(exchange),
+            );
             vec![FieldValue::Table(FieldTable(first))]
         }
         Some(FieldValue::Array(existing)) => {
-            let key = (Some(FieldValue::string(queue)), Some(FieldValue::string(reason.as_str())));
+            let key = (
+                Some(FieldValue::string(queue)),
+                Some(FieldValue::string(reason.as_str())),
+            );
             let mut grouped = group_by_queue_and_reason(existing);
             let mut entry = match grouped.iter().position(|t| death_key(t) == key) {
                 Some(i) => {
@@ -188,7 +243,10 @@ fn group_by_queue_and_reason(deaths: &[FieldValue]) -> Vec<FieldTable> {
         let mut entry = (*t).clone();
         if entry.get("count").is_none() {
             let n = tables.iter().filter(|o| death_key(o) == key).count();
-            entry.0.insert(0, (ShortStr::from_static("count"), FieldValue::I64(n as i64)));
+            entry.0.insert(
+                0,
+                (ShortStr::from_static("count"), FieldValue::I64(n as i64)),
+            );
         }
         seen.push(key);
         grouped.insert(0, entry);
@@ -199,7 +257,9 @@ fn group_by_queue_and_reason(deaths: &[FieldValue]) -> Vec<FieldTable> {
 fn increment_count(t: &mut FieldTable) {
     match t.0.iter_mut().find(|(k, _)| k.as_str() == "count") {
         Some((_, v)) => *v = FieldValue::I64(v.as_i64().unwrap_or(0) + 1),
-        None => t.0.insert(0, (ShortStr::from_static("count"), FieldValue::I64(1))),
+        None => {
+            t.0.insert(0, (ShortStr::from_static("count"), FieldValue::I64(1)))
+        }
     }
 }
 

@@ -21,7 +21,11 @@ impl Ready {
     /// `max_priority`: `None` for a FIFO queue, else the highest priority level.
     pub(super) fn new(max_priority: Option<u8>) -> Ready {
         let levels = max_priority.map_or(1, |m| m as usize + 1);
-        Ready { lanes: (0..levels).map(|_| VecDeque::new()).collect(), nonempty: [0; 4], len: 0 }
+        Ready {
+            lanes: (0..levels).map(|_| VecDeque::new()).collect(),
+            nonempty: [0; 4],
+            len: 0,
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -62,13 +66,19 @@ impl Ready {
         if self.lanes.len() == 1 {
             return Some(0);
         }
-        (0..4).rev().find(|&w| self.nonempty[w] != 0).map(|w| w * 64 + 63 - self.nonempty[w].leading_zeros() as usize)
+        (0..4)
+            .rev()
+            .find(|&w| self.nonempty[w] != 0)
+            .map(|w| w * 64 + 63 - self.nonempty[w].leading_zeros() as usize)
     }
 
     /// Appends a newly published message (the highest `Seq` so far) to its lane.
     pub(super) fn push_back(&mut self, q: Queued) {
         let lane = self.lane_of(&q);
-        debug_assert!(self.lanes[lane].back().is_none_or(|b| b.seq < q.seq), "push_back in seq order");
+        debug_assert!(
+            self.lanes[lane].back().is_none_or(|b| b.seq < q.seq),
+            "push_back in seq order"
+        );
         self.lanes[lane].push_back(q);
         self.mark(lane);
         self.len += 1;
@@ -97,7 +107,11 @@ impl Ready {
     /// Removes the head of every lane for which `expired` holds, repeatedly, passing each to
     /// `removed`. Only heads are examined, as RabbitMQ does: a message with a short
     /// per-message TTL waits behind a longer-lived one until it reaches the head.
-    pub(super) fn drain_expired_heads(&mut self, mut expired: impl FnMut(&Queued) -> bool, mut removed: impl FnMut(Queued)) {
+    pub(super) fn drain_expired_heads(
+        &mut self,
+        mut expired: impl FnMut(&Queued) -> bool,
+        mut removed: impl FnMut(Queued),
+    ) {
         for lane in (0..self.lanes.len()).rev() {
             while self.lanes[lane].front().is_some_and(&mut expired) {
                 let q = self.lanes[lane].pop_front().expect("front checked");

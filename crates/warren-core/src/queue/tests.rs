@@ -34,19 +34,34 @@ fn queue_with(args: QueueArgs) -> QueueState<u64> {
 }
 
 fn bodies(q: &QueueState<u64>) -> Vec<u64> {
-    q.ready_messages().map(|r| u64::from_be_bytes(r.message.body[..8].try_into().unwrap())).collect()
+    q.ready_messages()
+        .map(|r| u64::from_be_bytes(r.message.body[..8].try_into().unwrap()))
+        .collect()
 }
 
 fn dead_bodies(dead: &[Dead]) -> Vec<(u64, DeathReason)> {
-    dead.iter().map(|d| (u64::from_be_bytes(d.message.body[..8].try_into().unwrap()), d.reason)).collect()
+    dead.iter()
+        .map(|d| {
+            (
+                u64::from_be_bytes(d.message.body[..8].try_into().unwrap()),
+                d.reason,
+            )
+        })
+        .collect()
 }
 
 fn body_of(d: &Delivery) -> u64 {
     u64::from_be_bytes(d.message.body[..8].try_into().unwrap())
 }
 
-const CH1: ChannelKey = ChannelKey { connection: 1, channel: 1 };
-const CH2: ChannelKey = ChannelKey { connection: 2, channel: 1 };
+const CH1: ChannelKey = ChannelKey {
+    connection: 1,
+    channel: 1,
+};
+const CH2: ChannelKey = ChannelKey {
+    connection: 2,
+    channel: 1,
+};
 
 fn consumer(id: u64, owner: ChannelKey, prefetch: u16, no_ack: bool) -> ConsumerSpec<u64> {
     ConsumerSpec {
@@ -74,7 +89,8 @@ fn messages_are_delivered_in_fifo_order() {
     for i in 0..10 {
         q.publish(msg(i), 0);
     }
-    q.add_consumer(consumer(1, CH1, 0, false), "queue 'q'").unwrap();
+    q.add_consumer(consumer(1, CH1, 0, false), "queue 'q'")
+        .unwrap();
     let got: Vec<u64> = drain(&mut q).iter().map(|(_, d)| body_of(d)).collect();
     assert_eq!(got, (0..10).collect::<Vec<_>>());
 }
@@ -149,8 +165,14 @@ fn requeued_messages_return_to_their_original_place_marked_redelivered() {
     q.cancel_consumer(ConsumerId(1));
     q.requeue(&[seqs[2], seqs[0]]);
     q.add_consumer(consumer(2, CH1, 0, false), "q").unwrap();
-    let got: Vec<(u64, bool)> = drain(&mut q).iter().map(|(_, d)| (body_of(d), d.redelivered)).collect();
-    assert_eq!(got, vec![(0, true), (2, true), (3, false), (4, false), (5, false)]);
+    let got: Vec<(u64, bool)> = drain(&mut q)
+        .iter()
+        .map(|(_, d)| (body_of(d), d.redelivered))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(0, true), (2, true), (3, false), (4, false), (5, false)]
+    );
 }
 
 #[test]
@@ -167,7 +189,10 @@ fn closing_a_channel_requeues_its_deliveries_in_order_and_removes_its_consumers(
     assert_eq!(q.consumer_count(), 0);
     assert_eq!(q.message_count(), 4);
     q.add_consumer(consumer(2, CH2, 0, false), "q").unwrap();
-    let got: Vec<(u64, bool)> = drain(&mut q).iter().map(|(_, d)| (body_of(d), d.redelivered)).collect();
+    let got: Vec<(u64, bool)> = drain(&mut q)
+        .iter()
+        .map(|(_, d)| (body_of(d), d.redelivered))
+        .collect();
     assert_eq!(got, vec![(0, true), (1, true), (2, true), (3, true)]);
 }
 
@@ -177,8 +202,13 @@ fn exclusive_consumer_excludes_others_both_ways() {
     let mut ex = consumer(1, CH1, 0, false);
     ex.exclusive = true;
     q.add_consumer(ex, "queue 'q' in vhost '/'").unwrap();
-    let err = q.add_consumer(consumer(2, CH2, 0, false), "queue 'q' in vhost '/'").unwrap_err();
-    assert_eq!(err.text, "ACCESS_REFUSED - queue 'q' in vhost '/' in exclusive use");
+    let err = q
+        .add_consumer(consumer(2, CH2, 0, false), "queue 'q' in vhost '/'")
+        .unwrap_err();
+    assert_eq!(
+        err.text,
+        "ACCESS_REFUSED - queue 'q' in vhost '/' in exclusive use"
+    );
 
     let mut q2 = QueueState::new();
     q2.add_consumer(consumer(1, CH1, 0, false), "q").unwrap();
@@ -220,7 +250,14 @@ fn simulation_preserves_messages_and_order() {
     for seed in 0..200u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut q: QueueState<u64> = QueueState::new();
-        let owners = [CH1, CH2, ChannelKey { connection: 3, channel: 7 }];
+        let owners = [
+            CH1,
+            CH2,
+            ChannelKey {
+                connection: 3,
+                channel: 7,
+            },
+        ];
         let mut next_msg = 0u64;
         let mut next_consumer = 1u64;
         let mut live: Vec<(ConsumerId, ChannelKey)> = Vec::new();
@@ -237,7 +274,8 @@ fn simulation_preserves_messages_and_order() {
                     let owner = owners[rng.gen_range(0..owners.len())];
                     let id = next_consumer;
                     next_consumer += 1;
-                    q.add_consumer(consumer(id, owner, rng.gen_range(0..4), false), "q").unwrap();
+                    q.add_consumer(consumer(id, owner, rng.gen_range(0..4), false), "q")
+                        .unwrap();
                     live.push((ConsumerId(id), owner));
                 }
                 3 if !live.is_empty() => {
@@ -245,7 +283,8 @@ fn simulation_preserves_messages_and_order() {
                     q.cancel_consumer(id);
                 }
                 4 if !held.is_empty() => {
-                    let seqs: Vec<Seq> = held.keys().copied().filter(|_| rng.gen_bool(0.5)).collect();
+                    let seqs: Vec<Seq> =
+                        held.keys().copied().filter(|_| rng.gen_bool(0.5)).collect();
                     if rng.gen_bool(0.5) {
                         q.ack(&seqs, |_| {});
                         for s in &seqs {
@@ -271,18 +310,30 @@ fn simulation_preserves_messages_and_order() {
             q.dispatch(|c, d| out.push((c.sink, c.owner, d)));
             for (c, owner, d) in out {
                 let m = body_of(&d);
-                assert!(!acked.contains(&m), "seed {seed}: acked message {m} delivered again");
-                assert!(held.insert(d.seq, (m, owner)).is_none(), "seed {seed}: {m} held twice");
+                assert!(
+                    !acked.contains(&m),
+                    "seed {seed}: acked message {m} delivered again"
+                );
+                assert!(
+                    held.insert(d.seq, (m, owner)).is_none(),
+                    "seed {seed}: {m} held twice"
+                );
                 if !d.redelivered {
                     let last = last_fresh.insert(c, m);
-                    assert!(last.is_none_or(|l| l < m), "seed {seed}: fresh messages out of order");
+                    assert!(
+                        last.is_none_or(|l| l < m),
+                        "seed {seed}: fresh messages out of order"
+                    );
                 }
                 q.credit(ConsumerId(c), 1);
             }
         }
         // Everything published is acked, held, or ready: nothing lost.
         let total = acked.len() + held.len() + q.message_count();
-        assert_eq!(total as u64, next_msg, "seed {seed}: messages lost or duplicated");
+        assert_eq!(
+            total as u64, next_msg,
+            "seed {seed}: messages lost or duplicated"
+        );
         let mut all: BTreeSet<u64> = acked.iter().copied().collect();
         all.extend(held.values().map(|(m, _)| *m));
         assert_eq!(all.len(), acked.len() + held.len());

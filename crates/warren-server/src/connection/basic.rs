@@ -1,14 +1,14 @@
 //! `basic.*`, `confirm.*` and `tx.*` methods, and content assembly for publishes.
 
 use super::channel::{Assembling, Body, ChannelConsumer, ChannelState, TxSettle};
-use super::{push_to, ConsumerEntry, Connection, Fault};
+use super::{push_to, Connection, ConsumerEntry, Fault};
 use crate::names;
 use crate::queue_task::{Publish, QueueCmd, QueueRef};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use warren_amqp::{
-    encode_body_frames, encode_content_header, encode_method, BasicCancel, BasicConsume, BasicDeliver, BasicGet, BasicGetOk,
-    BasicPublish, BasicQos, BasicReturn, ContentHeader, Method, ReplyCode, ShortStr,
+    encode_body_frames, encode_content_header, encode_method, BasicCancel, BasicConsume, BasicGet,
+    BasicGetOk, BasicPublish, BasicQos, BasicReturn, ContentHeader, Method, ReplyCode, ShortStr,
 };
 use warren_core::queue::{ConsumerSpec, Delivery};
 use warren_core::{AmqpError, Message};
@@ -33,17 +33,27 @@ enum Settle {
 }
 
 /// Writes `basic.deliver` with the message's content.
-pub(super) fn write_delivery(out: &mut BytesMut, ch: u16, consumer_tag: &ShortStr, delivery_tag: u64, d: &Delivery, frame_max: u32) {
+pub(super) fn write_delivery(
+    out: &mut BytesMut,
+    ch: u16,
+    consumer_tag: &ShortStr,
+    delivery_tag: u64,
+    d: &Delivery,
+    frame_max: u32,
+) {
     let m = &d.message;
-    let deliver = BasicDeliver {
-        consumer_tag: consumer_tag.clone(),
+    warren_amqp::encode_deliver(
+        ch,
+        consumer_tag.as_bytes(),
         delivery_tag,
-        redelivered: d.redelivered,
-        exchange: m.exchange.clone(),
-        routing_key: m.routing_key.clone(),
-    };
-    encode_method(ch, &Method::BasicDeliver(deliver), out);
-    write_content(out, ch, m, frame_max);
+        d.redelivered,
+        m.exchange.as_bytes(),
+        m.routing_key.as_bytes(),
+        &m.properties_raw,
+        &m.body,
+        frame_max,
+        out,
+    );
 }
 
 fn write_content(out: &mut BytesMut, ch: u16, m: &Message, frame_max: u32) {
@@ -53,17 +63,26 @@ fn write_content(out: &mut BytesMut, ch: u16, m: &Message, frame_max: u32) {
 
 impl Connection {
     fn channel_mut(&mut self, ch: u16) -> &mut super::channel::Channel {
-        self.channels.get_mut(&ch).expect("method dispatch checked the channel is open")
+        self.channels
+            .get_mut(&ch)
+            .expect("method dispatch checked the channel is open")
     }
 
     pub(super) fn basic_qos(&mut self, ch: u16, m: BasicQos) -> Result<(), AmqpError> {
         if m.prefetch_size != 0 {
-            return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({})", m.prefetch_size)));
+            return Err(AmqpError::not_implemented(format!(
+                "prefetch_size!=0 ({})",
+                m.prefetch_size
+            )));
         }
         let channel = self.channel_mut(ch);
         if m.global {
             channel.credit.set_limit(m.prefetch_count as u32);
-            let queues: Vec<QueueRef> = channel.consumers.values().map(|c| c.queue.clone()).collect();
+            let queues: Vec<QueueRef> = channel
+                .consumers
+                .values()
+                .map(|c| c.queue.clone())
+                .collect();
             self.pending.pokes.extend(queues);
         } else {
             channel.prefetch_count = m.prefetch_count;
@@ -71,18 +90,28 @@ impl Connection {
         self.reply(ch, true, Method::BasicQosOk)
     }
 
-    pub(super) async fn basic_consume(&mut self, ch: u16, m: BasicConsume) -> Result<(), AmqpError> {
+    pub(super) async fn basic_consume(
+        &mut self,
+        ch: u16,
+        m: BasicConsume,
+    ) -> Result<(), AmqpError> {
         if let Some(done) = self.consume_replies(ch, &m) {
             return done;
         }
         let queue = self.lookup_queue(ch, &m.queue)?;
-        let tag = if m.consumer_tag.is_empty() { ShortStr::from(names::consumer_tag()) } else { m.consumer_tag };
+        let tag = if m.consumer_tag.is_empty() {
+            ShortStr::from(names::consumer_tag())
+        } else {
+            m.consumer_tag
+        };
         let owner = self.channel_key(ch);
         let id = self.broker.next_consumer_id();
         let sink = self.sink.clone();
         let channel = self.channel_mut(ch);
         if channel.consumers.contains_key(&tag) {
-            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
         }
         let spec = ConsumerSpec {
             id,
@@ -101,43 +130,88 @@ impl Connection {
             Some(Ok(())) => {}
         }
         let channel = self.channel_mut(ch);
-        channel.consumers.insert(tag.clone(), ChannelConsumer { id, queue: queue.clone() });
+        channel.consumers.insert(
+            tag.clone(),
+            ChannelConsumer {
+                id,
+                queue: queue.clone(),
+            },
+        );
         channel.touched_queues.insert(queue.id, queue.clone());
-        self.consumers.insert(id, ConsumerEntry { channel: ch, tag: tag.clone(), queue, no_ack: m.no_ack });
+        self.consumers.insert(
+            id,
+            ConsumerEntry {
+                channel: ch,
+                tag: tag.clone(),
+                queue,
+                no_ack: m.no_ack,
+            },
+        );
         self.reply(ch, !m.nowait, Method::BasicConsumeOk { consumer_tag: tag })
     }
 
     pub(super) async fn basic_cancel(&mut self, ch: u16, m: BasicCancel) -> Result<(), AmqpError> {
         self.cancel_replies(ch, &m.consumer_tag);
-        let consumer = self.channel_mut(ch).consumers.get(&m.consumer_tag).map(|c| (c.id, c.queue.clone()));
+        let consumer = self
+            .channel_mut(ch)
+            .consumers
+            .get(&m.consumer_tag)
+            .map(|c| (c.id, c.queue.clone()));
         if let Some((id, queue)) = consumer {
-            queue.call(|reply| QueueCmd::Cancel { consumer: id, reply }).await;
+            queue
+                .call(|reply| QueueCmd::Cancel {
+                    consumer: id,
+                    reply,
+                })
+                .await;
             // Deliveries the queue sent before it saw the cancel go out before cancel-ok.
             self.drain_outbound();
             self.channel_mut(ch).consumers.remove(&m.consumer_tag);
             self.consumers.remove(&id);
         }
-        self.reply(ch, !m.nowait, Method::BasicCancelOk { consumer_tag: m.consumer_tag })
+        self.reply(
+            ch,
+            !m.nowait,
+            Method::BasicCancelOk {
+                consumer_tag: m.consumer_tag,
+            },
+        )
     }
 
-    pub(super) fn basic_publish_start(&mut self, ch: u16, m: BasicPublish) -> Result<(), AmqpError> {
+    pub(super) fn basic_publish_start(
+        &mut self,
+        ch: u16,
+        m: BasicPublish,
+    ) -> Result<(), AmqpError> {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
-        self.channel_mut(ch).assembling = Some(Assembling { publish: m, header: None, body: Body::Empty });
+        self.channel_mut(ch).assembling = Some(Assembling {
+            publish: m,
+            header: None,
+            body: Body::Empty,
+        });
         Ok(())
     }
 
-    pub(super) async fn on_header(&mut self, ch: u16, header: ContentHeader) -> Result<(), Fault> {
+    pub(super) async fn on_header(
+        &mut self,
+        ch: u16,
+        header: Box<ContentHeader>,
+    ) -> Result<(), Fault> {
         let max = self.broker.config.max_message_size;
         let Some(channel) = self.channels.get_mut(&ch) else {
-            return Err(Fault::conn(AmqpError::channel_error("expected 'channel.open'")));
+            return Err(Fault::conn(AmqpError::channel_error(
+                "expected 'channel.open'",
+            )));
         };
         if channel.state == ChannelState::Closing {
             return Ok(());
         }
         let Some(a) = channel.assembling.as_mut().filter(|a| a.header.is_none()) else {
-            return Err(Fault::conn(AmqpError::unexpected_frame("expected method frame, got non method frame instead")));
+            return Err(Fault::conn(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            )));
         };
         if header.class_id != CLASS_BASIC {
             let error = AmqpError::unexpected_frame(format!(
@@ -147,8 +221,16 @@ impl Connection {
             return Err(Fault::conn_at(error, 60, 40));
         }
         if header.body_size > max {
-            let error = AmqpError::precondition(format!("message size {} is larger than configured max size {max}", header.body_size));
-            return Err(Fault { error, channel: ch, class_id: 60, method_id: 40 });
+            let error = AmqpError::precondition(format!(
+                "message size {} is larger than configured max size {max}",
+                header.body_size
+            ));
+            return Err(Fault {
+                error,
+                channel: ch,
+                class_id: 60,
+                method_id: 40,
+            });
         }
         let complete = header.body_size == 0;
         a.header = Some(header);
@@ -160,13 +242,17 @@ impl Connection {
 
     pub(super) async fn on_body(&mut self, ch: u16, payload: Bytes) -> Result<(), Fault> {
         let Some(channel) = self.channels.get_mut(&ch) else {
-            return Err(Fault::conn(AmqpError::channel_error("expected 'channel.open'")));
+            return Err(Fault::conn(AmqpError::channel_error(
+                "expected 'channel.open'",
+            )));
         };
         if channel.state == ChannelState::Closing {
             return Ok(());
         }
         let Some(a) = channel.assembling.as_mut().filter(|a| a.header.is_some()) else {
-            return Err(Fault::conn(AmqpError::unexpected_frame("expected method frame, got non method frame instead")));
+            return Err(Fault::conn(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            )));
         };
         let expected = a.header.as_ref().map_or(0, |h| h.body_size);
         let have = a.body.len() as u64 + payload.len() as u64;
@@ -192,11 +278,23 @@ impl Connection {
             tx.publishes.push((a.publish, header, body));
             return Ok(());
         }
-        self.publish(ch, a.publish, header, body).map_err(|error| Fault { error, channel: ch, class_id: 60, method_id: 40 })
+        self.publish(ch, a.publish, header, body)
+            .map_err(|error| Fault {
+                error,
+                channel: ch,
+                class_id: 60,
+                method_id: 40,
+            })
     }
 
     /// Routes a whole message and queues it for the per-read flush; earns a confirm.
-    fn publish(&mut self, ch: u16, p: BasicPublish, header: ContentHeader, body: Bytes) -> Result<(), AmqpError> {
+    fn publish(
+        &mut self,
+        ch: u16,
+        p: BasicPublish,
+        header: Box<ContentHeader>,
+        body: Bytes,
+    ) -> Result<(), AmqpError> {
         self.publishing = true;
         let generation = self.vhost.generation();
         // Publishers usually send many messages to one (exchange, routing key): reuse the
@@ -230,17 +328,29 @@ impl Connection {
             }
         }
         let header = self.rewrite_reply_to(ch, header)?;
+        let ContentHeader {
+            properties,
+            properties_raw,
+            ..
+        } = *header;
         let message = Arc::new(Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
-            properties: header.properties,
-            properties_raw: header.properties_raw,
+            properties,
+            properties_raw,
             body,
         });
         let mut queues = std::mem::take(&mut self.route_scratch);
         queues.clear();
         match ex {
-            None => queues.extend(self.route_cache.as_ref().expect("checked").queues.iter().cloned()),
+            None => queues.extend(
+                self.route_cache
+                    .as_ref()
+                    .expect("checked")
+                    .queues
+                    .iter()
+                    .cloned(),
+            ),
             Some(ex) => {
                 if self.vhost.route(&ex, &message, &mut queues) {
                     self.route_cache = Some(RouteCache {
@@ -277,7 +387,10 @@ impl Connection {
                 }
                 _ => None,
             };
-            let publish = Publish { message: message.clone(), confirm };
+            let publish = Publish {
+                message: message.clone(),
+                confirm,
+            };
             match self.pending.publishes.iter_mut().find(|(pq, _)| *pq == q) {
                 Some((_, batch)) => batch.push(publish),
                 None => self.pending.publishes.push((q, vec![publish])),
@@ -295,7 +408,11 @@ impl Connection {
         let queue = self.lookup_queue(ch, &m.queue)?;
         let owner = self.channel_key(ch);
         let got = queue
-            .call(|reply| QueueCmd::Get { owner, no_ack: m.no_ack, reply })
+            .call(|reply| QueueCmd::Get {
+                owner,
+                no_ack: m.no_ack,
+                reply,
+            })
             .await
             .ok_or_else(|| self.vhost.no_queue(queue.name()))?;
         let Some((delivery, remaining)) = got else {
@@ -326,28 +443,49 @@ impl Connection {
         self.settle(ch, tag, multiple, Settle::Ack)
     }
 
-    pub(super) fn basic_nack(&mut self, ch: u16, tag: u64, multiple: bool, requeue: bool) -> Result<(), AmqpError> {
+    pub(super) fn basic_nack(
+        &mut self,
+        ch: u16,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> Result<(), AmqpError> {
         if let Some(tx) = self.channel_mut(ch).tx.as_mut() {
-            tx.settles.push(TxSettle::Nack { tag, multiple, requeue });
+            tx.settles.push(TxSettle::Nack {
+                tag,
+                multiple,
+                requeue,
+            });
             return Ok(());
         }
-        self.settle(ch, tag, multiple, if requeue { Settle::Requeue } else { Settle::Discard })
+        self.settle(
+            ch,
+            tag,
+            multiple,
+            if requeue {
+                Settle::Requeue
+            } else {
+                Settle::Discard
+            },
+        )
     }
 
     fn settle(&mut self, ch: u16, tag: u64, multiple: bool, how: Settle) -> Result<(), AmqpError> {
         let channel = self.channels.get_mut(&ch).expect("open channel");
-        let Some(items) = channel.take_settled(tag, multiple) else {
-            return Err(AmqpError::precondition(format!("unknown delivery tag {tag}")));
+        let list = match how {
+            Settle::Ack => &mut self.pending.acks,
+            Settle::Requeue => &mut self.pending.requeues,
+            Settle::Discard => &mut self.pending.discards,
         };
         let mut released = 0;
-        for u in &items {
+        let known = channel.take_settled(tag, multiple, |u| {
             released += u.via_consumer as u32;
-            let list = match how {
-                Settle::Ack => &mut self.pending.acks,
-                Settle::Requeue => &mut self.pending.requeues,
-                Settle::Discard => &mut self.pending.discards,
-            };
             push_to(list, &u.queue, u.seq);
+        });
+        if !known {
+            return Err(AmqpError::precondition(format!(
+                "unknown delivery tag {tag}"
+            )));
         }
         if released > 0 && channel.credit.release(released) {
             // The channel was at its global prefetch: its consumers' queues may deliver again.
@@ -360,7 +498,12 @@ impl Connection {
         Ok(())
     }
 
-    pub(super) async fn basic_recover(&mut self, ch: u16, requeue: bool, sync: bool) -> Result<(), AmqpError> {
+    pub(super) async fn basic_recover(
+        &mut self,
+        ch: u16,
+        requeue: bool,
+        sync: bool,
+    ) -> Result<(), AmqpError> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
@@ -372,7 +515,9 @@ impl Connection {
     pub(super) fn confirm_select(&mut self, ch: u16, nowait: bool) -> Result<(), AmqpError> {
         let channel = self.channel_mut(ch);
         if channel.tx.is_some() {
-            return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
+            return Err(AmqpError::precondition(
+                "cannot switch from tx to confirm mode",
+            ));
         }
         channel.confirm = true;
         self.reply(ch, !nowait, Method::ConfirmSelectOk)
@@ -381,7 +526,9 @@ impl Connection {
     pub(super) fn tx_select(&mut self, ch: u16) -> Result<(), AmqpError> {
         let channel = self.channel_mut(ch);
         if channel.confirm {
-            return Err(AmqpError::precondition("cannot switch from confirm to tx mode"));
+            return Err(AmqpError::precondition(
+                "cannot switch from confirm to tx mode",
+            ));
         }
         channel.tx.get_or_insert_with(Default::default);
         self.reply(ch, true, Method::TxSelectOk)
@@ -407,15 +554,29 @@ impl Connection {
         for s in tx.settles {
             match s {
                 TxSettle::Ack { tag, multiple } => self.settle(ch, tag, multiple, Settle::Ack)?,
-                TxSettle::Nack { tag, multiple, requeue } => {
-                    self.settle(ch, tag, multiple, if requeue { Settle::Requeue } else { Settle::Discard })?
-                }
+                TxSettle::Nack {
+                    tag,
+                    multiple,
+                    requeue,
+                } => self.settle(
+                    ch,
+                    tag,
+                    multiple,
+                    if requeue {
+                        Settle::Requeue
+                    } else {
+                        Settle::Discard
+                    },
+                )?,
             }
         }
         self.flush_pending().await;
         for q in to_sync {
             if q.call(|reply| QueueCmd::Sync { reply }).await == Some(false) {
-                return Err(AmqpError::internal(format!("{} could not write the committed messages", q.describe())));
+                return Err(AmqpError::internal(format!(
+                    "{} could not write the committed messages",
+                    q.describe()
+                )));
             }
         }
         self.reply(ch, true, Method::TxCommitOk)

@@ -5,15 +5,19 @@ use crate::names;
 use crate::queue_task::{QueueCmd, QueueRef};
 use crate::vhost::{default_exchange_refusal, Destination};
 use warren_amqp::{
-    encode_method, ExchangeBind, ExchangeDeclare, ExchangeDelete, Method, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete,
-    QueuePurge, QueueUnbind, ShortStr,
+    encode_method, ExchangeBind, ExchangeDeclare, ExchangeDelete, Method, QueueBind, QueueDeclare,
+    QueueDeclareOk, QueueDelete, QueuePurge, QueueUnbind, ShortStr,
 };
 use warren_core::entity::{check_not_reserved, ExchangeMeta, QueueMeta};
 use warren_core::routing::ExchangeKind;
 use warren_core::AmqpError;
 
 impl Connection {
-    pub(super) fn exchange_declare(&mut self, ch: u16, m: ExchangeDeclare) -> Result<(), AmqpError> {
+    pub(super) fn exchange_declare(
+        &mut self,
+        ch: u16,
+        m: ExchangeDeclare,
+    ) -> Result<(), AmqpError> {
         if m.exchange.is_empty() {
             // Even a passive declare of the default exchange is refused, as in RabbitMQ.
             return Err(default_exchange_refusal());
@@ -25,7 +29,10 @@ impl Connection {
             return self.reply(ch, !m.nowait, Method::ExchangeDeclareOk);
         }
         let Some(kind) = ExchangeKind::parse(&m.kind) else {
-            return Err(AmqpError::command_invalid(format!("unknown exchange type '{}'", m.kind)));
+            return Err(AmqpError::command_invalid(format!(
+                "unknown exchange type '{}'",
+                m.kind
+            )));
         };
         if self.vhost.exchange(&m.exchange).is_none() {
             check_not_reserved("exchange", &m.exchange)?;
@@ -54,13 +61,22 @@ impl Connection {
         }
         match self.vhost.delete_exchange(&m.exchange, m.if_unused) {
             // Deleting what does not exist succeeds, as in RabbitMQ.
-            Ok(()) | Err(AmqpError { code: warren_amqp::ReplyCode::NotFound, .. }) => {}
+            Ok(())
+            | Err(AmqpError {
+                code: warren_amqp::ReplyCode::NotFound,
+                ..
+            }) => {}
             Err(e) => return Err(e),
         }
         self.reply(ch, !m.nowait, Method::ExchangeDeleteOk)
     }
 
-    pub(super) fn exchange_bind(&mut self, ch: u16, m: ExchangeBind, bind: bool) -> Result<(), AmqpError> {
+    pub(super) fn exchange_bind(
+        &mut self,
+        ch: u16,
+        m: ExchangeBind,
+        bind: bool,
+    ) -> Result<(), AmqpError> {
         if m.destination.is_empty() {
             return Err(default_exchange_refusal());
         }
@@ -69,15 +85,21 @@ impl Connection {
         }
         let dest = Destination::Exchange(m.destination.clone());
         if bind {
-            self.vhost.bind(&m.source, dest, &m.routing_key, &m.arguments)?;
+            self.vhost
+                .bind(&m.source, dest, &m.routing_key, &m.arguments)?;
             self.reply(ch, !m.nowait, Method::ExchangeBindOk)
         } else {
-            self.vhost.unbind(&m.source, &dest, &m.routing_key, &m.arguments)?;
+            self.vhost
+                .unbind(&m.source, &dest, &m.routing_key, &m.arguments)?;
             self.reply(ch, !m.nowait, Method::ExchangeUnbindOk)
         }
     }
 
-    pub(super) async fn queue_declare(&mut self, ch: u16, m: QueueDeclare) -> Result<(), AmqpError> {
+    pub(super) async fn queue_declare(
+        &mut self,
+        ch: u16,
+        m: QueueDeclare,
+    ) -> Result<(), AmqpError> {
         if let Some(done) = self.declare_reply_queue(ch, &m) {
             return done;
         }
@@ -108,8 +130,15 @@ impl Connection {
         if m.nowait {
             return Ok(());
         }
-        let stats = queue.call(|reply| QueueCmd::Stats { reply }).await.ok_or_else(|| self.vhost.no_queue(&name))?;
-        let ok = QueueDeclareOk { queue: name, message_count: stats.messages, consumer_count: stats.consumers };
+        let stats = queue
+            .call(|reply| QueueCmd::Stats { reply })
+            .await
+            .ok_or_else(|| self.vhost.no_queue(&name))?;
+        let ok = QueueDeclareOk {
+            queue: name,
+            message_count: stats.messages,
+            consumer_count: stats.consumers,
+        };
         self.reply(ch, true, Method::QueueDeclareOk(ok))
     }
 
@@ -133,8 +162,13 @@ impl Connection {
     pub(super) fn queue_bind(&mut self, ch: u16, m: QueueBind) -> Result<(), AmqpError> {
         let queue = self.lookup_queue(ch, &m.queue)?;
         // An empty routing key with an empty queue name means "the current queue's name".
-        let key = if m.routing_key.is_empty() && m.queue.is_empty() { queue.name().clone() } else { m.routing_key };
-        self.vhost.bind(&m.exchange, Destination::Queue(queue), &key, &m.arguments)?;
+        let key = if m.routing_key.is_empty() && m.queue.is_empty() {
+            queue.name().clone()
+        } else {
+            m.routing_key
+        };
+        self.vhost
+            .bind(&m.exchange, Destination::Queue(queue), &key, &m.arguments)?;
         self.reply(ch, !m.nowait, Method::QueueBindOk)
     }
 
@@ -143,14 +177,28 @@ impl Connection {
         if self.vhost.exchange(&m.exchange).is_none() && !m.exchange.is_empty() {
             return Err(self.vhost.no_exchange(&m.exchange));
         }
-        self.vhost.unbind(&m.exchange, &Destination::Queue(queue), &m.routing_key, &m.arguments)?;
+        self.vhost.unbind(
+            &m.exchange,
+            &Destination::Queue(queue),
+            &m.routing_key,
+            &m.arguments,
+        )?;
         self.reply(ch, true, Method::QueueUnbindOk)
     }
 
     pub(super) async fn queue_purge(&mut self, ch: u16, m: QueuePurge) -> Result<(), AmqpError> {
         let queue = self.lookup_queue(ch, &m.queue)?;
-        let count = queue.call(|reply| QueueCmd::Purge { reply }).await.unwrap_or(0);
-        self.reply(ch, !m.nowait, Method::QueuePurgeOk { message_count: count as u32 })
+        let count = queue
+            .call(|reply| QueueCmd::Purge { reply })
+            .await
+            .unwrap_or(0);
+        self.reply(
+            ch,
+            !m.nowait,
+            Method::QueuePurgeOk {
+                message_count: count as u32,
+            },
+        )
     }
 
     pub(super) async fn queue_delete(&mut self, ch: u16, m: QueueDelete) -> Result<(), AmqpError> {
@@ -160,7 +208,13 @@ impl Connection {
             return self.reply(ch, !m.nowait, Method::QueueDeleteOk { message_count: 0 });
         };
         let queue = self.vhost.queue_for(queue.name(), self.id)?;
-        let result = queue.call(|reply| QueueCmd::Delete { if_unused: m.if_unused, if_empty: m.if_empty, reply }).await;
+        let result = queue
+            .call(|reply| QueueCmd::Delete {
+                if_unused: m.if_unused,
+                if_empty: m.if_empty,
+                reply,
+            })
+            .await;
         let count = match result {
             Some(Ok(count)) => count,
             Some(Err(e)) => return Err(e),
@@ -169,7 +223,13 @@ impl Connection {
         self.exclusive_queues.retain(|q| q != &queue);
         // Our own consumers' cancellations go out before delete-ok.
         self.drain_outbound();
-        self.reply(ch, !m.nowait, Method::QueueDeleteOk { message_count: count as u32 })
+        self.reply(
+            ch,
+            !m.nowait,
+            Method::QueueDeleteOk {
+                message_count: count as u32,
+            },
+        )
     }
 
     /// Writes a reply method unless the request said `nowait`.

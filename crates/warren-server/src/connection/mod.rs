@@ -303,6 +303,17 @@ impl Connection {
             Method::ConnectionClose(_) => {
                 encode_method(0, &Method::ConnectionCloseOk, &mut self.wbuf);
                 let _ = self.flush().await;
+                // The client closes the socket once it has read close-ok; closing it under the
+                // client first makes some (lapin) report a failed read.
+                let mut scratch = [0u8; 256];
+                let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, async {
+                    while let Ok(n) = self.socket.read(&mut scratch).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                })
+                .await;
                 Some(End::Closed)
             }
             Method::ConnectionUpdateSecret(_) => {

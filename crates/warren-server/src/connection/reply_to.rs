@@ -63,8 +63,9 @@ impl Registry {
     }
 }
 
-static REGISTRY: LazyLock<Registry> =
-    LazyLock::new(|| Registry { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect() });
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
+    shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+});
 static NEXT_CALLER_ID: AtomicU64 = AtomicU64::new(1);
 
 /// `amq.rabbitmq.reply-to.<id><secret>` in fixed-width hex.
@@ -85,8 +86,13 @@ fn parse_reply_name(name: &str) -> Option<(u64, u128)> {
 
 /// Whether a reply-to name belongs to a live reply consumer.
 fn is_live(name: &str) -> bool {
-    parse_reply_name(name)
-        .is_some_and(|(id, secret)| REGISTRY.shard(id).read().get(&id).is_some_and(|c| c.secret == secret))
+    parse_reply_name(name).is_some_and(|(id, secret)| {
+        REGISTRY
+            .shard(id)
+            .read()
+            .get(&id)
+            .is_some_and(|c| c.secret == secret)
+    })
 }
 
 /// Hands a message published to the default exchange with a reply-to name as routing key to
@@ -96,10 +102,21 @@ pub(super) fn route_reply(message: &Arc<Message>) -> bool {
     if !message.exchange.is_empty() || !message.routing_key.starts_with(NAME_PREFIX) {
         return false;
     }
-    let Some((id, secret)) = parse_reply_name(&message.routing_key) else { return false };
+    let Some((id, secret)) = parse_reply_name(&message.routing_key) else {
+        return false;
+    };
     let shard = REGISTRY.shard(id).read();
-    let Some(caller) = shard.get(&id).filter(|c| c.secret == secret) else { return false };
-    caller.sink.send(Outbound::DirectReply { channel: caller.channel, caller: id, message: message.clone() }).is_ok()
+    let Some(caller) = shard.get(&id).filter(|c| c.secret == secret) else {
+        return false;
+    };
+    caller
+        .sink
+        .send(Outbound::DirectReply {
+            channel: caller.channel,
+            caller: id,
+            message: message.clone(),
+        })
+        .is_ok()
 }
 
 /// The reply consumer of one channel.
@@ -143,7 +160,11 @@ impl Drop for ReplyConsumers {
 
 impl Connection {
     /// `basic.consume` from `amq.rabbitmq.reply-to`; `None` for any other queue.
-    pub(super) fn consume_replies(&mut self, ch: u16, m: &BasicConsume) -> Option<Result<(), AmqpError>> {
+    pub(super) fn consume_replies(
+        &mut self,
+        ch: u16,
+        m: &BasicConsume,
+    ) -> Option<Result<(), AmqpError>> {
         if m.queue.as_str() != PSEUDO_QUEUE {
             return None;
         }
@@ -151,11 +172,20 @@ impl Connection {
     }
 
     fn start_reply_consumer(&mut self, ch: u16, m: &BasicConsume) -> Result<(), AmqpError> {
-        let channel = self.channels.get(&ch).expect("method dispatch checked the channel is open");
+        let channel = self
+            .channels
+            .get(&ch)
+            .expect("method dispatch checked the channel is open");
         if channel.consumers.contains_key(&m.consumer_tag)
-            || self.replies.on_channel(ch).is_some_and(|c| c.tag == m.consumer_tag)
+            || self
+                .replies
+                .on_channel(ch)
+                .is_some_and(|c| c.tag == m.consumer_tag)
         {
-            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{}'", m.consumer_tag)));
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{}'",
+                m.consumer_tag
+            )));
         }
         if !m.no_ack {
             return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
@@ -163,13 +193,28 @@ impl Connection {
         if self.replies.on_channel(ch).is_some() {
             return Err(AmqpError::precondition("reply consumer already set"));
         }
-        let tag =
-            if m.consumer_tag.is_empty() { ShortStr::from(names::consumer_tag()) } else { m.consumer_tag.clone() };
+        let tag = if m.consumer_tag.is_empty() {
+            ShortStr::from(names::consumer_tag())
+        } else {
+            m.consumer_tag.clone()
+        };
         let caller = NEXT_CALLER_ID.fetch_add(1, Ordering::Relaxed);
         let secret: u128 = rand::thread_rng().gen();
-        REGISTRY.shard(caller).write().insert(caller, Caller { sink: self.sink.clone(), channel: ch, secret });
+        REGISTRY.shard(caller).write().insert(
+            caller,
+            Caller {
+                sink: self.sink.clone(),
+                channel: ch,
+                secret,
+            },
+        );
         let name = ShortStr::from(reply_name(caller, secret));
-        self.replies.consumers.push(ReplyConsumer { channel: ch, tag: tag.clone(), caller, name });
+        self.replies.consumers.push(ReplyConsumer {
+            channel: ch,
+            tag: tag.clone(),
+            caller,
+            name,
+        });
         self.reply(ch, !m.nowait, Method::BasicConsumeOk { consumer_tag: tag })
     }
 
@@ -183,15 +228,28 @@ impl Connection {
 
     /// A publish whose `reply_to` is `amq.rabbitmq.reply-to` gets the channel's generated
     /// name instead; without a reply consumer on the channel that is RabbitMQ's 406.
-    pub(super) fn rewrite_reply_to(&self, ch: u16, mut header: ContentHeader) -> Result<ContentHeader, AmqpError> {
-        if header.properties.reply_to.as_ref().is_none_or(|r| r.as_str() != PSEUDO_QUEUE) {
+    pub(super) fn rewrite_reply_to(
+        &self,
+        ch: u16,
+        mut header: Box<ContentHeader>,
+    ) -> Result<Box<ContentHeader>, AmqpError> {
+        if header
+            .properties
+            .reply_to
+            .as_ref()
+            .is_none_or(|r| r.as_str() != PSEUDO_QUEUE)
+        {
             return Ok(header);
         }
         let Some(consumer) = self.replies.on_channel(ch) else {
-            return Err(AmqpError::precondition("fast reply consumer does not exist"));
+            return Err(AmqpError::precondition(
+                "fast reply consumer does not exist",
+            ));
         };
         header.properties.reply_to = Some(consumer.name.clone());
-        let mut raw = BytesMut::with_capacity(header.properties_raw.len() + NAME_PREFIX.len() + TOKEN_HEX_LEN);
+        let mut raw = BytesMut::with_capacity(
+            header.properties_raw.len() + NAME_PREFIX.len() + TOKEN_HEX_LEN,
+        );
         header.properties.encode(&mut raw);
         header.properties_raw = raw.freeze();
         Ok(header)
@@ -200,7 +258,11 @@ impl Connection {
     /// `queue.declare` of `amq.rabbitmq.reply-to` or of a name starting with it (passive or
     /// not, as RabbitMQ): the pseudo-queue and live reply-to names exist with no messages and
     /// one consumer, anything else is 404. `None` for other queue names.
-    pub(super) fn declare_reply_queue(&mut self, ch: u16, m: &QueueDeclare) -> Option<Result<(), AmqpError>> {
+    pub(super) fn declare_reply_queue(
+        &mut self,
+        ch: u16,
+        m: &QueueDeclare,
+    ) -> Option<Result<(), AmqpError>> {
         let name = m.queue.as_str();
         if !name.starts_with(PSEUDO_QUEUE) {
             return None;
@@ -208,20 +270,41 @@ impl Connection {
         if name != PSEUDO_QUEUE && !is_live(name) {
             return Some(Err(self.vhost.no_queue(name)));
         }
-        let ok = QueueDeclareOk { queue: m.queue.clone(), message_count: 0, consumer_count: 1 };
+        let ok = QueueDeclareOk {
+            queue: m.queue.clone(),
+            message_count: 0,
+            consumer_count: 1,
+        };
         Some(self.reply(ch, !m.nowait, Method::QueueDeclareOk(ok)))
     }
 
     /// Writes a reply that another connection routed to one of our channels, unless that
     /// channel's reply consumer is gone meanwhile (then the reply is dropped).
     pub(super) fn deliver_reply(&mut self, ch: u16, caller: u64, message: Arc<Message>) {
-        let Some(consumer) = self.replies.on_channel(ch).filter(|c| c.caller == caller) else { return };
-        let Some(channel) = self.channels.get_mut(&ch).filter(|c| c.state == super::channel::ChannelState::Open) else {
+        let Some(consumer) = self.replies.on_channel(ch).filter(|c| c.caller == caller) else {
+            return;
+        };
+        let Some(channel) = self
+            .channels
+            .get_mut(&ch)
+            .filter(|c| c.state == super::channel::ChannelState::Open)
+        else {
             return;
         };
         let delivery_tag = channel.next_unsettled_tag();
-        let delivery = Delivery { seq: 0, message, redelivered: false };
-        super::basic::write_delivery(&mut self.wbuf, ch, &consumer.tag, delivery_tag, &delivery, self.frame_max);
+        let delivery = Delivery {
+            seq: 0,
+            message,
+            redelivered: false,
+        };
+        super::basic::write_delivery(
+            &mut self.wbuf,
+            ch,
+            &consumer.tag,
+            delivery_tag,
+            &delivery,
+            self.frame_max,
+        );
     }
 }
 
@@ -242,7 +325,10 @@ mod tests {
         assert_eq!(parse_reply_name("amq.rabbitmq.reply-to.garbage"), None);
         let short = &reply_name(1, 2)[..NAME_PREFIX.len() + TOKEN_HEX_LEN - 1];
         assert_eq!(parse_reply_name(short), None);
-        let signed = format!("{NAME_PREFIX}+{}", &reply_name(1, 2)[NAME_PREFIX.len() + 1..]);
+        let signed = format!(
+            "{NAME_PREFIX}+{}",
+            &reply_name(1, 2)[NAME_PREFIX.len() + 1..]
+        );
         assert_eq!(parse_reply_name(&signed), None);
     }
 
@@ -250,7 +336,14 @@ mod tests {
     fn reply_reaches_registered_caller_only_with_the_right_secret() {
         let (sink, mut outbound) = tokio::sync::mpsc::unbounded_channel();
         let id = NEXT_CALLER_ID.fetch_add(1, Ordering::Relaxed);
-        REGISTRY.shard(id).write().insert(id, Caller { sink, channel: 3, secret: 99 });
+        REGISTRY.shard(id).write().insert(
+            id,
+            Caller {
+                sink,
+                channel: 3,
+                secret: 99,
+            },
+        );
         let reply = |name: String| {
             Arc::new(Message {
                 exchange: ShortStr::from(""),
@@ -263,7 +356,9 @@ mod tests {
         assert!(!route_reply(&reply(reply_name(id, 98))));
         assert!(route_reply(&reply(reply_name(id, 99))));
         match outbound.try_recv() {
-            Ok(Outbound::DirectReply { channel: 3, caller, .. }) => assert_eq!(caller, id),
+            Ok(Outbound::DirectReply {
+                channel: 3, caller, ..
+            }) => assert_eq!(caller, id),
             other => panic!("expected a direct reply for channel 3, got {other:?}"),
         }
         assert!(is_live(&reply_name(id, 99)));
@@ -277,7 +372,14 @@ mod tests {
         let (sink, outbound) = tokio::sync::mpsc::unbounded_channel();
         drop(outbound);
         let id = NEXT_CALLER_ID.fetch_add(1, Ordering::Relaxed);
-        REGISTRY.shard(id).write().insert(id, Caller { sink, channel: 1, secret: 5 });
+        REGISTRY.shard(id).write().insert(
+            id,
+            Caller {
+                sink,
+                channel: 1,
+                secret: 5,
+            },
+        );
         let message = Arc::new(Message {
             exchange: ShortStr::from(""),
             routing_key: ShortStr::from(reply_name(id, 5)),

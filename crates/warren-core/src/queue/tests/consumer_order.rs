@@ -4,12 +4,18 @@ use super::*;
 use crate::args::QueueArgs;
 
 fn with_priority(id: u64, owner: ChannelKey, prefetch: u16, priority: i64) -> ConsumerSpec<u64> {
-    ConsumerSpec { priority, ..consumer(id, owner, prefetch, false) }
+    ConsumerSpec {
+        priority,
+        ..consumer(id, owner, prefetch, false)
+    }
 }
 
 #[test]
 fn single_active_consumer_receives_everything_and_the_next_takes_over_in_order() {
-    let mut q = queue_with(QueueArgs { single_active_consumer: true, ..QueueArgs::default() });
+    let mut q = queue_with(QueueArgs {
+        single_active_consumer: true,
+        ..QueueArgs::default()
+    });
     q.add_consumer(consumer(1, CH1, 0, false), "q").unwrap();
     q.add_consumer(consumer(2, CH2, 0, false), "q").unwrap();
     q.add_consumer(consumer(3, CH2, 0, false), "q").unwrap();
@@ -19,12 +25,18 @@ fn single_active_consumer_receives_everything_and_the_next_takes_over_in_order()
     assert!(drain(&mut q).iter().all(|(c, _)| *c == 1));
     q.cancel_consumer(ConsumerId(1));
     q.publish(msg(4), 0);
-    assert_eq!(drain(&mut q).iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(
+        drain(&mut q).iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        vec![2]
+    );
 }
 
 #[test]
 fn single_active_consumer_without_credit_holds_messages_back_from_the_others() {
-    let mut q = queue_with(QueueArgs { single_active_consumer: true, ..QueueArgs::default() });
+    let mut q = queue_with(QueueArgs {
+        single_active_consumer: true,
+        ..QueueArgs::default()
+    });
     q.add_consumer(consumer(1, CH1, 1, false), "q").unwrap();
     q.add_consumer(consumer(2, CH2, 0, false), "q").unwrap();
     for i in 0..3 {
@@ -35,7 +47,10 @@ fn single_active_consumer_without_credit_holds_messages_back_from_the_others() {
     // The active consumer's channel closes: its message comes back and the next consumer
     // gets everything, in order.
     q.channel_closed(CH1);
-    let got: Vec<(u64, u64)> = drain(&mut q).iter().map(|(c, d)| (*c, body_of(d))).collect();
+    let got: Vec<(u64, u64)> = drain(&mut q)
+        .iter()
+        .map(|(c, d)| (*c, body_of(d)))
+        .collect();
     assert_eq!(got, vec![(2, 0), (2, 1), (2, 2)]);
 }
 
@@ -48,7 +63,11 @@ fn higher_priority_consumers_get_messages_while_they_have_credit() {
         q.publish(msg(i), 0);
     }
     let who: Vec<u64> = drain(&mut q).iter().map(|(c, _)| *c).collect();
-    assert_eq!(who, vec![2, 2, 1, 1, 1], "the high-priority consumer until its prefetch is full");
+    assert_eq!(
+        who,
+        vec![2, 2, 1, 1, 1],
+        "the high-priority consumer until its prefetch is full"
+    );
 }
 
 #[test]

@@ -5,8 +5,16 @@ use super::*;
 use crate::args::{DeadLetterTarget, QueueArgs, QueueType};
 use warren_amqp::{FieldTable, FieldValue};
 
-fn published(exchange: &str, routing_key: &str, headers: Option<FieldTable>, expiration: Option<&str>) -> Message {
-    let mut properties = BasicProperties { headers, ..BasicProperties::default() };
+fn published(
+    exchange: &str,
+    routing_key: &str,
+    headers: Option<FieldTable>,
+    expiration: Option<&str>,
+) -> Message {
+    let mut properties = BasicProperties {
+        headers,
+        ..BasicProperties::default()
+    };
     properties.expiration = expiration.map(ShortStr::from);
     properties.priority = Some(3);
     Message {
@@ -19,7 +27,10 @@ fn published(exchange: &str, routing_key: &str, headers: Option<FieldTable>, exp
 }
 
 fn to(exchange: &str, routing_key: Option<&str>) -> DeadLetterTarget {
-    DeadLetterTarget { exchange: exchange.into(), routing_key: routing_key.map(ShortStr::from) }
+    DeadLetterTarget {
+        exchange: exchange.into(),
+        routing_key: routing_key.map(ShortStr::from),
+    }
 }
 
 fn keys(t: &FieldTable) -> Vec<&str> {
@@ -28,10 +39,13 @@ fn keys(t: &FieldTable) -> Vec<&str> {
 
 fn deaths(m: &Message) -> Vec<FieldTable> {
     match m.properties.headers.as_ref().and_then(|h| h.get("x-death")) {
-        Some(FieldValue::Array(a)) => a.iter().map(|d| match d {
-            FieldValue::Table(t) => t.clone(),
-            other => panic!("x-death entry {other:?}"),
-        }).collect(),
+        Some(FieldValue::Array(a)) => a
+            .iter()
+            .map(|d| match d {
+                FieldValue::Table(t) => t.clone(),
+                other => panic!("x-death entry {other:?}"),
+            })
+            .collect(),
         other => panic!("x-death {other:?}"),
     }
 }
@@ -46,23 +60,63 @@ fn first_death_writes_x_death_and_first_death_headers_as_rabbitmq() {
     headers.insert("a", FieldValue::I32(1));
     headers.insert("CC", FieldValue::Array(vec![s("other")]));
     let m = published("", "src", Some(headers), Some("60000"));
-    let dead = dead_letter_message(&m, DeathReason::Rejected, "src", &to("dlx", None), 1_700_000_000);
-    assert_eq!((dead.exchange.as_str(), dead.routing_key.as_str()), ("dlx", "src"));
+    let dead = dead_letter_message(
+        &m,
+        DeathReason::Rejected,
+        "src",
+        &to("dlx", None),
+        1_700_000_000,
+    );
+    assert_eq!(
+        (dead.exchange.as_str(), dead.routing_key.as_str()),
+        ("dlx", "src")
+    );
     assert_eq!(dead.properties.expiration, None);
-    assert_eq!(dead.properties.priority, Some(3), "other properties are kept");
+    assert_eq!(
+        dead.properties.priority,
+        Some(3),
+        "other properties are kept"
+    );
     let h = dead.properties.headers.as_ref().unwrap();
-    assert_eq!(keys(h), vec!["CC", "a", "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason"]);
+    assert_eq!(
+        keys(h),
+        vec![
+            "CC",
+            "a",
+            "x-death",
+            "x-first-death-exchange",
+            "x-first-death-queue",
+            "x-first-death-reason"
+        ]
+    );
     assert_eq!(h.get("x-first-death-reason"), Some(&s("rejected")));
     assert_eq!(h.get("x-first-death-queue"), Some(&s("src")));
     assert_eq!(h.get("x-first-death-exchange"), Some(&s("")));
     let d = &deaths(&dead)[0];
-    assert_eq!(keys(d), vec!["count", "reason", "queue", "time", "exchange", "routing-keys", "original-expiration"]);
+    assert_eq!(
+        keys(d),
+        vec![
+            "count",
+            "reason",
+            "queue",
+            "time",
+            "exchange",
+            "routing-keys",
+            "original-expiration"
+        ]
+    );
     assert_eq!(d.get("count"), Some(&FieldValue::I64(1)));
     assert_eq!(d.get("time"), Some(&FieldValue::Timestamp(1_700_000_000)));
-    assert_eq!(d.get("routing-keys"), Some(&FieldValue::Array(vec![s("src"), s("other")])));
+    assert_eq!(
+        d.get("routing-keys"),
+        Some(&FieldValue::Array(vec![s("src"), s("other")]))
+    );
     assert_eq!(d.get("original-expiration"), Some(&s("60000")));
     // The re-encoded properties are what consumers receive.
-    assert_eq!(BasicProperties::decode(&dead.properties_raw).unwrap(), dead.properties);
+    assert_eq!(
+        BasicProperties::decode(&dead.properties_raw).unwrap(),
+        dead.properties
+    );
 }
 
 #[test]
@@ -75,7 +129,10 @@ fn dead_letter_routing_key_replaces_the_key_and_drops_cc() {
     let h = dead.properties.headers.as_ref().unwrap();
     assert!(h.get("CC").is_none());
     let d = &deaths(&dead)[0];
-    assert_eq!(d.get("routing-keys"), Some(&FieldValue::Array(vec![s("orig"), s("cc1")])));
+    assert_eq!(
+        d.get("routing-keys"),
+        Some(&FieldValue::Array(vec![s("orig"), s("cc1")]))
+    );
     assert!(d.get("original-expiration").is_none());
     assert_eq!(d.get("exchange"), Some(&s("ex")));
 }
@@ -87,8 +144,28 @@ fn dying_again_in_the_same_queue_for_the_same_reason_counts_up_and_keeps_the_fir
     let twice = dead_letter_message(&once, DeathReason::Rejected, "q2", &to("x2", None), 200);
     let d = deaths(&twice);
     // The new entry has its keys sorted; the old one keeps its order.
-    assert_eq!(keys(&d[0]), vec!["count", "exchange", "queue", "reason", "routing-keys", "time"]);
-    assert_eq!(keys(&d[1]), vec!["count", "reason", "queue", "time", "exchange", "routing-keys"]);
+    assert_eq!(
+        keys(&d[0]),
+        vec![
+            "count",
+            "exchange",
+            "queue",
+            "reason",
+            "routing-keys",
+            "time"
+        ]
+    );
+    assert_eq!(
+        keys(&d[1]),
+        vec![
+            "count",
+            "reason",
+            "queue",
+            "time",
+            "exchange",
+            "routing-keys"
+        ]
+    );
     let thrice = dead_letter_message(&twice, DeathReason::Rejected, "q1", &to("x1", None), 300);
     let d = deaths(&thrice);
     assert_eq!(d[0].get("queue"), Some(&s("q1")));
@@ -106,8 +183,17 @@ fn older_entries_are_reversed_at_each_death_as_rabbitmq_3_10_does() {
     let mut m = published("", "c0", None, None);
     let mut seen = Vec::new();
     for i in 0..4 {
-        m = dead_letter_message(&m, DeathReason::Rejected, &format!("c{i}"), &to(&format!("cx{i}"), None), 1);
-        let queues: Vec<String> = deaths(&m).iter().map(|d| d.get("queue").unwrap().as_str().unwrap().to_string()).collect();
+        m = dead_letter_message(
+            &m,
+            DeathReason::Rejected,
+            &format!("c{i}"),
+            &to(&format!("cx{i}"), None),
+            1,
+        );
+        let queues: Vec<String> = deaths(&m)
+            .iter()
+            .map(|d| d.get("queue").unwrap().as_str().unwrap().to_string())
+            .collect();
         seen.push(queues.join(","));
     }
     assert_eq!(seen, vec!["c0", "c1,c0", "c2,c0,c1", "c3,c1,c0,c2"]);
@@ -117,9 +203,21 @@ fn older_entries_are_reversed_at_each_death_as_rabbitmq_3_10_does() {
 fn x_death_of_the_wrong_type_is_replaced_without_first_death_headers() {
     let mut headers = FieldTable::new();
     headers.insert("x-death", s("garbage"));
-    let dead = dead_letter_message(&published("", "q", Some(headers), None), DeathReason::Maxlen, "q", &to("d", None), 1);
+    let dead = dead_letter_message(
+        &published("", "q", Some(headers), None),
+        DeathReason::Maxlen,
+        "q",
+        &to("d", None),
+        1,
+    );
     assert_eq!(deaths(&dead).len(), 1);
-    assert!(dead.properties.headers.as_ref().unwrap().get("x-first-death-reason").is_none());
+    assert!(dead
+        .properties
+        .headers
+        .as_ref()
+        .unwrap()
+        .get("x-first-death-reason")
+        .is_none());
 }
 
 #[test]
@@ -135,7 +233,10 @@ fn automatic_dead_letter_cycles_are_detected_but_not_through_a_rejection() {
         &to("", None),
         2,
     );
-    assert!(!is_death_cycle(&rejected_then_expired, "q"), "a rejection in the cycle breaks it");
+    assert!(
+        !is_death_cycle(&rejected_then_expired, "q"),
+        "a rejection in the cycle breaks it"
+    );
     assert!(is_death_cycle(&rejected_then_expired, "r"));
 }
 
@@ -163,11 +264,20 @@ fn nack_without_requeue_dead_letters_with_reason_rejected() {
 }
 
 fn quorum(limit: Option<i64>) -> QueueState<u64> {
-    queue_with(QueueArgs { queue_type: QueueType::Quorum, delivery_limit: limit, ..QueueArgs::default() })
+    queue_with(QueueArgs {
+        queue_type: QueueType::Quorum,
+        delivery_limit: limit,
+        ..QueueArgs::default()
+    })
 }
 
 fn delivery_count(d: &Delivery) -> Option<i64> {
-    d.message.properties.headers.as_ref().and_then(|h| h.get("x-delivery-count")).and_then(FieldValue::as_i64)
+    d.message
+        .properties
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("x-delivery-count"))
+        .and_then(FieldValue::as_i64)
 }
 
 #[test]
@@ -176,7 +286,11 @@ fn quorum_redeliveries_carry_x_delivery_count_and_get_always_does() {
     q.publish(msg(0), 0);
     q.add_consumer(consumer(1, CH1, 0, false), "q").unwrap();
     let first = drain(&mut q);
-    assert_eq!(delivery_count(&first[0].1), None, "a first delivery to a consumer is untouched");
+    assert_eq!(
+        delivery_count(&first[0].1),
+        None,
+        "a first delivery to a consumer is untouched"
+    );
     q.requeue(&[first[0].1.seq]);
     let second = drain(&mut q);
     assert_eq!(delivery_count(&second[0].1), Some(1));
@@ -186,7 +300,11 @@ fn quorum_redeliveries_carry_x_delivery_count_and_get_always_does() {
     let (got, _) = q.get(CH1, true).unwrap();
     assert_eq!((body_of(&got), delivery_count(&got)), (0, Some(2)));
     let (fresh, _) = q.get(CH1, true).unwrap();
-    assert_eq!(delivery_count(&fresh), Some(0), "basic.get on a quorum queue always says");
+    assert_eq!(
+        delivery_count(&fresh),
+        Some(0),
+        "basic.get on a quorum queue always says"
+    );
 }
 
 #[test]
@@ -200,7 +318,10 @@ fn a_message_returned_more_often_than_the_delivery_limit_dies_with_reason_delive
         q.requeue(&[d.seq]);
     }
     assert_eq!(q.message_count(), 0);
-    assert_eq!(dead_bodies(&q.take_dead()), vec![(0, DeathReason::DeliveryLimit)]);
+    assert_eq!(
+        dead_bodies(&q.take_dead()),
+        vec![(0, DeathReason::DeliveryLimit)]
+    );
 }
 
 #[test]

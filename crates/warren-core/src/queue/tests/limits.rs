@@ -3,8 +3,17 @@
 use super::*;
 use crate::args::{Overflow, QueueArgs};
 
-fn limited(max_length: Option<u64>, max_length_bytes: Option<u64>, overflow: Overflow) -> QueueState<u64> {
-    queue_with(QueueArgs { max_length, max_length_bytes, overflow, ..QueueArgs::default() })
+fn limited(
+    max_length: Option<u64>,
+    max_length_bytes: Option<u64>,
+    overflow: Overflow,
+) -> QueueState<u64> {
+    queue_with(QueueArgs {
+        max_length,
+        max_length_bytes,
+        overflow,
+        ..QueueArgs::default()
+    })
 }
 
 fn sized(n: u64, len: usize) -> Arc<Message> {
@@ -23,7 +32,14 @@ fn drop_head_drops_the_oldest_messages_with_reason_maxlen() {
     }
     assert_eq!(bodies(&q), vec![3, 4]);
     let dead = dead_bodies(&q.take_dead());
-    assert_eq!(dead, vec![(0, DeathReason::Maxlen), (1, DeathReason::Maxlen), (2, DeathReason::Maxlen)]);
+    assert_eq!(
+        dead,
+        vec![
+            (0, DeathReason::Maxlen),
+            (1, DeathReason::Maxlen),
+            (2, DeathReason::Maxlen)
+        ]
+    );
 }
 
 #[test]

@@ -24,10 +24,18 @@ struct Model {
 fn random_args(rng: &mut StdRng) -> QueueArgs {
     let quorum = rng.gen_bool(0.3);
     QueueArgs {
-        queue_type: if quorum { QueueType::Quorum } else { QueueType::Classic },
+        queue_type: if quorum {
+            QueueType::Quorum
+        } else {
+            QueueType::Classic
+        },
         message_ttl_ms: rng.gen_bool(0.4).then(|| rng.gen_range(0..50)),
         max_length: rng.gen_bool(0.4).then(|| rng.gen_range(0..8)),
-        overflow: [Overflow::DropHead, Overflow::RejectPublish, Overflow::RejectPublishDlx][rng.gen_range(0..3)],
+        overflow: [
+            Overflow::DropHead,
+            Overflow::RejectPublish,
+            Overflow::RejectPublishDlx,
+        ][rng.gen_range(0..3)],
         max_priority: (!quorum && rng.gen_bool(0.4)).then(|| rng.gen_range(0..6)),
         single_active_consumer: rng.gen_bool(0.3),
         delivery_limit: (quorum && rng.gen_bool(0.6)).then(|| rng.gen_range(0..3)),
@@ -42,8 +50,20 @@ fn simulation_with_arguments_accounts_for_every_message() {
         let mut rng = StdRng::seed_from_u64(seed);
         let args = random_args(&mut rng);
         let mut q: QueueState<u64> = QueueState::with_args(args.clone());
-        let owners = [CH1, CH2, ChannelKey { connection: 3, channel: 7 }];
-        let mut model = Model { deadline: HashMap::new(), priority: HashMap::new(), returns: HashMap::new(), discarded: HashSet::new() };
+        let owners = [
+            CH1,
+            CH2,
+            ChannelKey {
+                connection: 3,
+                channel: 7,
+            },
+        ];
+        let mut model = Model {
+            deadline: HashMap::new(),
+            priority: HashMap::new(),
+            returns: HashMap::new(),
+            discarded: HashSet::new(),
+        };
         let (mut now, mut next_msg, mut next_consumer) = (1_000u64, 0u64, 1u64);
         let mut live: Vec<(ConsumerId, ChannelKey)> = Vec::new();
         let mut held: HashMap<Seq, (u64, ChannelKey)> = HashMap::new();
@@ -58,9 +78,17 @@ fn simulation_with_arguments_accounts_for_every_message() {
                         p.expiration = expiration.map(|e| ShortStr::from(e.to_string()));
                         p.priority = priority;
                     });
-                    let ttl = [args.message_ttl_ms, expiration].into_iter().flatten().min();
-                    model.deadline.insert(next_msg, ttl.map_or(NO_DEADLINE, |t| now + t));
-                    model.priority.insert(next_msg, priority.unwrap_or(0).min(args.max_priority.unwrap_or(0)));
+                    let ttl = [args.message_ttl_ms, expiration]
+                        .into_iter()
+                        .flatten()
+                        .min();
+                    model
+                        .deadline
+                        .insert(next_msg, ttl.map_or(NO_DEADLINE, |t| now + t));
+                    model.priority.insert(
+                        next_msg,
+                        priority.unwrap_or(0).min(args.max_priority.unwrap_or(0)),
+                    );
                     if q.publish(m, now) == Enqueued::Refused {
                         refused.insert(next_msg);
                     }
@@ -68,7 +96,10 @@ fn simulation_with_arguments_accounts_for_every_message() {
                 }
                 3 => {
                     let owner = owners[rng.gen_range(0..owners.len())];
-                    let spec = ConsumerSpec { priority: rng.gen_range(-1..2), ..consumer(next_consumer, owner, rng.gen_range(0..4), false) };
+                    let spec = ConsumerSpec {
+                        priority: rng.gen_range(-1..2),
+                        ..consumer(next_consumer, owner, rng.gen_range(0..4), false)
+                    };
                     q.add_consumer(spec, "q").unwrap();
                     live.push((ConsumerId(next_consumer), owner));
                     next_consumer += 1;
@@ -78,7 +109,8 @@ fn simulation_with_arguments_accounts_for_every_message() {
                     q.cancel_consumer(id);
                 }
                 5 | 6 if !held.is_empty() => {
-                    let seqs: Vec<Seq> = held.keys().copied().filter(|_| rng.gen_bool(0.5)).collect();
+                    let seqs: Vec<Seq> =
+                        held.keys().copied().filter(|_| rng.gen_bool(0.5)).collect();
                     let ids: Vec<u64> = seqs.iter().map(|s| held.remove(s).unwrap().0).collect();
                     match rng.gen_range(0..3) {
                         0 => {
@@ -116,7 +148,10 @@ fn simulation_with_arguments_accounts_for_every_message() {
                     q.expire(now);
                     if let Some((d, _)) = q.get(CH2, false) {
                         let m = body_of(&d);
-                        assert!(model.deadline[&m] >= now, "seed {seed}: expired {m} handed out by get");
+                        assert!(
+                            model.deadline[&m] >= now,
+                            "seed {seed}: expired {m} handed out by get"
+                        );
                         held.insert(d.seq, (m, CH2));
                     }
                 }
@@ -125,14 +160,27 @@ fn simulation_with_arguments_accounts_for_every_message() {
             q.dispatch(|c, d| out.push((c.sink, c.owner, d)));
             for (c, owner, d) in out {
                 let m = body_of(&d);
-                assert!(model.deadline[&m] >= now, "seed {seed}: expired {m} delivered");
-                assert!(held.insert(d.seq, (m, owner)).is_none(), "seed {seed}: {m} held twice");
+                assert!(
+                    model.deadline[&m] >= now,
+                    "seed {seed}: expired {m} delivered"
+                );
+                assert!(
+                    held.insert(d.seq, (m, owner)).is_none(),
+                    "seed {seed}: {m} held twice"
+                );
                 if args.single_active_consumer {
-                    assert_eq!(Some(ConsumerId(c)), live.first().map(|l| l.0), "seed {seed}: not the active consumer");
+                    assert_eq!(
+                        Some(ConsumerId(c)),
+                        live.first().map(|l| l.0),
+                        "seed {seed}: not the active consumer"
+                    );
                 }
                 if !d.redelivered {
                     let last = last_fresh.insert((c, model.priority[&m]), m);
-                    assert!(last.is_none_or(|l| l < m), "seed {seed}: fresh messages out of order");
+                    assert!(
+                        last.is_none_or(|l| l < m),
+                        "seed {seed}: fresh messages out of order"
+                    );
                 }
                 q.credit(ConsumerId(c), 1);
             }
@@ -142,26 +190,42 @@ fn simulation_with_arguments_accounts_for_every_message() {
                     DeathReason::Rejected => model.discarded.contains(&m),
                     DeathReason::Expired => model.deadline[&m] < now,
                     DeathReason::Maxlen => args.max_length.is_some(),
-                    DeathReason::DeliveryLimit => args.delivery_limit.is_some_and(|l| model.returns[&m] as i64 > l),
+                    DeathReason::DeliveryLimit => args
+                        .delivery_limit
+                        .is_some_and(|l| model.returns[&m] as i64 > l),
                 };
                 assert!(ok, "seed {seed}: {m} died for {:?} without cause", d.reason);
                 reasons_seen.insert(d.reason);
-                assert!(dead.insert(m, d.reason).is_none(), "seed {seed}: {m} died twice");
+                assert!(
+                    dead.insert(m, d.reason).is_none(),
+                    "seed {seed}: {m} died twice"
+                );
             }
             if let (Some(max), Overflow::DropHead) = (args.max_length, args.overflow) {
-                assert!(q.message_count() as u64 <= max, "seed {seed}: over the length limit");
+                assert!(
+                    q.message_count() as u64 <= max,
+                    "seed {seed}: over the length limit"
+                );
             }
         }
         let ready: Vec<u64> = bodies(&q);
         let dead_refused = dead.keys().filter(|m| refused.contains(m)).count();
-        let total = acked.len() + held.len() + ready.len() + dead.len() + refused.len() - dead_refused;
-        assert_eq!(total as u64, next_msg, "seed {seed}: messages lost or duplicated");
+        let total =
+            acked.len() + held.len() + ready.len() + dead.len() + refused.len() - dead_refused;
+        assert_eq!(
+            total as u64, next_msg,
+            "seed {seed}: messages lost or duplicated"
+        );
         let mut all: HashSet<u64> = acked.clone();
         all.extend(held.values().map(|(m, _)| *m));
         all.extend(ready.iter().copied());
         all.extend(dead.keys().copied());
         all.extend(refused.iter().copied());
-        assert_eq!(all.len() as u64, next_msg, "seed {seed}: a message is in two places");
+        assert_eq!(
+            all.len() as u64,
+            next_msg,
+            "seed {seed}: a message is in two places"
+        );
     }
     // The seeds exercise every way to die.
     assert_eq!(reasons_seen.len(), 4, "{reasons_seen:?}");

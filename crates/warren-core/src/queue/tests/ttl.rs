@@ -5,7 +5,10 @@ use super::*;
 use crate::args::QueueArgs;
 
 fn ttl_queue(ttl_ms: u64) -> QueueState<u64> {
-    queue_with(QueueArgs { message_ttl_ms: Some(ttl_ms), ..QueueArgs::default() })
+    queue_with(QueueArgs {
+        message_ttl_ms: Some(ttl_ms),
+        ..QueueArgs::default()
+    })
 }
 
 fn expiring(n: u64, ms: u64) -> Arc<Message> {
@@ -19,13 +22,20 @@ fn queue_ttl_expires_messages_after_their_deadline_without_any_consumer() {
     q.publish(msg(1), 1_050);
     assert_eq!(q.next_expiry_ms(), Some(1_100));
     q.expire(1_100);
-    assert_eq!(q.message_count(), 2, "live through the deadline's millisecond");
+    assert_eq!(
+        q.message_count(),
+        2,
+        "live through the deadline's millisecond"
+    );
     q.expire(1_101);
     assert_eq!(dead_bodies(&q.take_dead()), vec![(0, DeathReason::Expired)]);
     assert_eq!(q.next_expiry_ms(), Some(1_150));
     q.expire(5_000);
     assert_eq!(dead_bodies(&q.take_dead()), vec![(1, DeathReason::Expired)]);
-    assert_eq!((q.message_count(), q.ready_bytes(), q.next_expiry_ms()), (0, 0, None));
+    assert_eq!(
+        (q.message_count(), q.ready_bytes(), q.next_expiry_ms()),
+        (0, 0, None)
+    );
 }
 
 #[test]
@@ -58,7 +68,11 @@ fn per_message_ttl_expires_only_at_the_head_as_rabbitmq_does() {
     q.publish(msg(0), 0);
     q.publish(expiring(1, 10), 0);
     q.expire(1_000);
-    assert_eq!(q.message_count(), 2, "the expired message waits behind one without TTL");
+    assert_eq!(
+        q.message_count(),
+        2,
+        "the expired message waits behind one without TTL"
+    );
     // Once the head leaves, the expired message is dropped rather than handed out.
     let (d, _) = q.get(CH1, true).unwrap();
     assert_eq!(body_of(&d), 0);
@@ -112,7 +126,10 @@ fn restored_messages_expire_from_their_enqueue_time() {
 
 #[test]
 fn unused_queue_expires_only_while_it_has_no_consumers() {
-    let mut q = queue_with(QueueArgs { expires_ms: Some(1_000), ..QueueArgs::default() });
+    let mut q = queue_with(QueueArgs {
+        expires_ms: Some(1_000),
+        ..QueueArgs::default()
+    });
     q.touch(5_000);
     assert_eq!(q.unused_deadline_ms(), Some(6_000));
     q.add_consumer(consumer(1, CH1, 0, false), "q").unwrap();
@@ -126,7 +143,10 @@ fn unused_queue_expires_only_while_it_has_no_consumers() {
 
 #[test]
 fn ttl_expiry_in_a_priority_queue_looks_at_every_priority_head() {
-    let mut q = queue_with(QueueArgs { max_priority: Some(3), ..QueueArgs::default() });
+    let mut q = queue_with(QueueArgs {
+        max_priority: Some(3),
+        ..QueueArgs::default()
+    });
     q.publish(msg_with(0, |p| p.priority = Some(3)), 0);
     q.publish(msg_with(1, |p| p.expiration = Some("5".into())), 0);
     assert_eq!(q.next_expiry_ms(), Some(5));
