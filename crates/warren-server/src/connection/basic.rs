@@ -200,18 +200,8 @@ impl Connection {
         header: Box<ContentHeader>,
     ) -> Result<(), Fault> {
         let max = self.broker.config.max_message_size;
-        let Some(channel) = self.channels.get_mut(&ch) else {
-            return Err(Fault::conn(AmqpError::channel_error(
-                "expected 'channel.open'",
-            )));
-        };
-        if channel.state == ChannelState::Closing {
+        let Some(a) = self.assembling(ch, false)? else {
             return Ok(());
-        }
-        let Some(a) = channel.assembling.as_mut().filter(|a| a.header.is_none()) else {
-            return Err(Fault::conn(AmqpError::unexpected_frame(
-                "expected method frame, got non method frame instead",
-            )));
         };
         if header.class_id != CLASS_BASIC {
             let error = AmqpError::unexpected_frame(format!(
@@ -225,12 +215,7 @@ impl Connection {
                 "message size {} is larger than configured max size {max}",
                 header.body_size
             ));
-            return Err(Fault {
-                error,
-                channel: ch,
-                class_id: 60,
-                method_id: 40,
-            });
+            return Err(Fault::publish(ch, error));
         }
         let complete = header.body_size == 0;
         a.header = Some(header);
@@ -241,18 +226,8 @@ impl Connection {
     }
 
     pub(super) async fn on_body(&mut self, ch: u16, payload: Bytes) -> Result<(), Fault> {
-        let Some(channel) = self.channels.get_mut(&ch) else {
-            return Err(Fault::conn(AmqpError::channel_error(
-                "expected 'channel.open'",
-            )));
-        };
-        if channel.state == ChannelState::Closing {
+        let Some(a) = self.assembling(ch, true)? else {
             return Ok(());
-        }
-        let Some(a) = channel.assembling.as_mut().filter(|a| a.header.is_some()) else {
-            return Err(Fault::conn(AmqpError::unexpected_frame(
-                "expected method frame, got non method frame instead",
-            )));
         };
         let expected = a.header.as_ref().map_or(0, |h| h.body_size);
         let have = a.body.len() as u64 + payload.len() as u64;
@@ -268,6 +243,29 @@ impl Connection {
         Ok(())
     }
 
+    /// The publish a content frame continues: one awaiting its header, or (`has_header`) its
+    /// body. `None` on a closing channel, whose frames are discarded.
+    fn assembling(&mut self, ch: u16, has_header: bool) -> Result<Option<&mut Assembling>, Fault> {
+        let Some(channel) = self.channels.get_mut(&ch) else {
+            return Err(Fault::conn(AmqpError::channel_error(
+                "expected 'channel.open'",
+            )));
+        };
+        if channel.state == ChannelState::Closing {
+            return Ok(None);
+        }
+        match channel
+            .assembling
+            .as_mut()
+            .filter(|a| a.header.is_some() == has_header)
+        {
+            Some(a) => Ok(Some(a)),
+            None => Err(Fault::conn(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ))),
+        }
+    }
+
     /// The last content frame of a publish arrived.
     async fn publish_complete(&mut self, ch: u16) -> Result<(), Fault> {
         let channel = self.channel_mut(ch);
@@ -279,12 +277,7 @@ impl Connection {
             return Ok(());
         }
         self.publish(ch, a.publish, header, body)
-            .map_err(|error| Fault {
-                error,
-                channel: ch,
-                class_id: 60,
-                method_id: 40,
-            })
+            .map_err(|error| Fault::publish(ch, error))
     }
 
     /// Routes a whole message and queues it for the per-read flush; earns a confirm.
@@ -340,28 +333,24 @@ impl Connection {
             properties_raw,
             body,
         });
-        let mut queues = std::mem::take(&mut self.route_scratch);
-        queues.clear();
-        match ex {
-            None => queues.extend(
-                self.route_cache
-                    .as_ref()
-                    .expect("checked")
-                    .queues
-                    .iter()
-                    .cloned(),
-            ),
-            Some(ex) => {
-                if self.vhost.route(&ex, &message, &mut queues) {
-                    self.route_cache = Some(RouteCache {
-                        generation,
-                        exchange: message.exchange.clone(),
-                        routing_key: message.routing_key.clone(),
-                        queues: queues.clone(),
-                    });
-                }
+        let mut scratch = std::mem::take(&mut self.route_scratch);
+        scratch.clear();
+        let cache_hit = ex.is_none();
+        if let Some(ex) = ex {
+            if self.vhost.route(&ex, &message, &mut scratch) {
+                self.route_cache = Some(RouteCache {
+                    generation,
+                    exchange: message.exchange.clone(),
+                    routing_key: message.routing_key.clone(),
+                    queues: scratch.clone(),
+                });
             }
         }
+        // A cache hit reads the cached destinations in place: no per-message clones.
+        let queues: &[QueueRef] = match &self.route_cache {
+            Some(c) if cache_hit => &c.queues,
+            _ => &scratch,
+        };
         let direct_reply = super::reply_to::route_reply(&message);
         if queues.is_empty() && p.mandatory && !direct_reply {
             let ret = BasicReturn {
@@ -379,7 +368,7 @@ impl Connection {
         // length limit with reject-publish) took it; anything else as soon as it is enqueued.
         let confirm_seq = channel.confirm.then(|| channel.next_publish_seq);
         let mut awaiting = 0;
-        for q in queues.drain(..) {
+        for q in queues {
             let confirm = match confirm_seq {
                 Some(seq) if q.answers_confirm(&message) => {
                     awaiting += 1;
@@ -391,12 +380,12 @@ impl Connection {
                 message: message.clone(),
                 confirm,
             };
-            match self.pending.publishes.iter_mut().find(|(pq, _)| *pq == q) {
+            match self.pending.publishes.iter_mut().find(|(pq, _)| pq == q) {
                 Some((_, batch)) => batch.push(publish),
-                None => self.pending.publishes.push((q, vec![publish])),
+                None => self.pending.publishes.push((q.clone(), vec![publish])),
             }
         }
-        self.route_scratch = queues;
+        self.route_scratch = scratch;
         if let Some(seq) = confirm_seq {
             channel.next_publish_seq += 1;
             channel.await_confirms(seq, awaiting);

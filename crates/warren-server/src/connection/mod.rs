@@ -700,6 +700,15 @@ struct Fault {
 }
 
 impl Fault {
+    /// A channel error reported against the `basic.publish` whose content was being received.
+    fn publish(channel: u16, error: AmqpError) -> Fault {
+        Fault {
+            error,
+            channel,
+            class_id: 60,
+            method_id: 40,
+        }
+    }
     fn conn(error: AmqpError) -> Fault {
         Fault {
             error,
