@@ -27,6 +27,9 @@ pub enum StoreError {
     /// recovered so far (see `QueueLog::next_seq`).
     #[error("message seq {seq} is not above the log's last seq (next expected seq is at least {next_seq})")]
     SeqNotIncreasing { seq: u64, next_seq: u64 },
+    /// `QueueLog::read` of a seq the log does not hold (never appended, or acked).
+    #[error("message seq {seq} is not in the log")]
+    NotInLog { seq: u64 },
     /// A message whose record would not fit a record's 32-bit length.
     #[error("message of {bytes} bytes is larger than the store's limit of {max_bytes} bytes")]
     MessageTooLarge { bytes: u64, max_bytes: u64 },

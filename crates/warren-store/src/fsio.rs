@@ -66,6 +66,20 @@ pub(crate) fn open_append(path: &Path) -> Result<(File, bool), StoreError> {
 }
 
 /// Reads a whole file in as few `read` calls as its size allows (one, usually).
+/// Reads exactly `len` bytes at `offset` (positioned read: the file's cursor is not moved).
+pub(crate) fn read_at(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, offset)
+        .map_err(|e| StoreError::io("read", path, e))?;
+    Ok(buf)
+}
+
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, StoreError> {
     fs::read(path).map_err(|e| StoreError::io("read", path, e))
 }

@@ -23,6 +23,7 @@ mod queue_log;
 mod record;
 mod recovery;
 mod segment;
+mod spill;
 
 pub use definitions::{
     BindingDef, DefinitionChange, DefinitionStore, Definitions, ExchangeDef, QueueDef,
@@ -32,3 +33,4 @@ pub use error::StoreError;
 pub use queue_log::{QueueLog, QueueLogConfig, StoredMessage, ACTIVE_RECLAIM_MIN_BYTES};
 pub use record::DamageKind;
 pub use recovery::{Damage, RecoveredMessage, RecoveryReport};
+pub use spill::Spill;

@@ -80,6 +80,8 @@ pub struct QueueLog {
     /// Set by the first failed write or fsync; see [`StoreError::Failed`].
     pub(crate) failed: Option<String>,
     scratch: Vec<u64>,
+    /// A read handle on the segment [`QueueLog::read`] last read from.
+    reader: Option<(u64, File)>,
 }
 
 impl QueueLog {
@@ -102,6 +104,7 @@ impl QueueLog {
             dir_unsynced: false,
             failed: None,
             scratch: Vec::new(),
+            reader: None,
         }
     }
 
@@ -153,7 +156,7 @@ impl QueueLog {
             .segments
             .back_mut()
             .expect("a log always has a segment");
-        active.push(seq);
+        active.push(seq, active.file_bytes);
         active.file_bytes += record_bytes;
         self.next_seq = seq + 1;
         if self.active_buf.len() >= WRITE_BUFFER_BYTES {
@@ -161,6 +164,53 @@ impl QueueLog {
             self.guard(r)?;
         }
         Ok(())
+    }
+
+    /// Reads back a message that was appended and not acked (the broker keeps only an index
+    /// entry in memory for messages of a long queue). The record's CRC is checked again.
+    pub fn read(&mut self, seq: u64) -> Result<StoredMessage, StoreError> {
+        self.check_usable()?;
+        let not_found = || StoreError::NotInLog { seq };
+        let idx = self
+            .segments
+            .partition_point(|s| s.first_seq <= seq)
+            .checked_sub(1)
+            .ok_or_else(not_found)?;
+        let seg = &self.segments[idx];
+        let (start, end) = seg.span(seq).ok_or_else(not_found)?;
+        let first_seq = seg.first_seq;
+        let record = if idx + 1 == self.segments.len()
+            && end > self.active().file_bytes - self.active_buf.len() as u64
+        {
+            // Still in the write buffer: records are buffered whole, so all of it is there.
+            let buffered_from = self.active().file_bytes - self.active_buf.len() as u64;
+            let at = (start - buffered_from) as usize;
+            Bytes::copy_from_slice(&self.active_buf[at..at + (end - start) as usize])
+        } else {
+            let path = self.segment_path(first_seq);
+            let file = match &self.reader {
+                Some((s, f)) if *s == first_seq => f,
+                _ => {
+                    let f = File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
+                    &self.reader.insert((first_seq, f)).1
+                }
+            };
+            Bytes::from(fsio::read_at(file, &path, start, (end - start) as usize)?)
+        };
+        let (found, message) =
+            segment::decode_message_record(record).map_err(|what| StoreError::Corrupt {
+                path: self.segment_path(first_seq),
+                offset: start,
+                what: what.to_string(),
+            })?;
+        if found != seq {
+            return Err(StoreError::Corrupt {
+                path: self.segment_path(first_seq),
+                offset: start,
+                what: format!("record holds seq {found}, not {seq}"),
+            });
+        }
+        Ok(message)
     }
 
     /// Records that these messages are gone (acked, purged, dropped). Seqs never appended, or

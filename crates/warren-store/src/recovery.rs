@@ -68,6 +68,20 @@ impl QueueLog {
         dir: &Path,
         config: QueueLogConfig,
     ) -> Result<(QueueLog, Vec<RecoveredMessage>, RecoveryReport), StoreError> {
+        let mut messages = Vec::new();
+        let (log, report) = QueueLog::open_with(dir, config, |m| messages.push(m))?;
+        Ok((log, messages, report))
+    }
+
+    /// [`QueueLog::open`] handing each recovered message to `each` as soon as its segment
+    /// is read, so that the caller decides what stays in memory: a log larger than memory
+    /// can be recovered while only index entries are kept. A message's fields are slices of
+    /// its segment's read buffer, which lives as long as any of them does.
+    pub fn open_with(
+        dir: &Path,
+        config: QueueLogConfig,
+        mut each: impl FnMut(RecoveredMessage),
+    ) -> Result<(QueueLog, RecoveryReport), StoreError> {
         let started = Instant::now();
         fsio::create_dir_durable(dir)?;
         let (segment_names, acks_names) = list_log_files(dir)?;
@@ -79,7 +93,6 @@ impl QueueLog {
         }
 
         let mut report = RecoveryReport::default();
-        let mut messages = Vec::new();
         let mut segments = VecDeque::new();
         let mut next_seq = 0u64;
         let names: Vec<u64> = segment_names.into_iter().collect();
@@ -97,7 +110,7 @@ impl QueueLog {
                 range,
                 newest,
                 &marks,
-                &mut messages,
+                &mut each,
                 &mut report,
             )?;
             seg.acks_file_bytes = marks.file_bytes;
@@ -135,13 +148,12 @@ impl QueueLog {
             log.dir_unsynced = false;
         }
 
-        report.messages = messages.len() as u64;
         report.duration = started.elapsed();
         for d in &report.damaged {
             tracing::error!(file = %d.path.display(), offset = d.offset, skipped_bytes = d.skipped_bytes, what = %d.what, "damaged record in queue log skipped");
         }
         tracing::debug!(dir = %dir.display(), segments = report.segments, messages = report.messages, duration_ms = report.duration.as_millis() as u64, "queue log recovered");
-        Ok((log, messages, report))
+        Ok((log, report))
     }
 }
 
@@ -278,7 +290,7 @@ impl PayloadCheck for SegmentScan<'_> {
         };
         let seq = layout.seq;
         self.prev = Some(seq);
-        self.segment.push(seq);
+        self.segment.push(seq, offset as u64);
         if skip_to(&mut self.acked, seq) {
             self.segment.ack(seq);
             return;
@@ -308,7 +320,7 @@ fn recover_segment(
     range: SeqRange,
     newest: bool,
     marks: &SideFile,
-    out: &mut Vec<RecoveredMessage>,
+    out: &mut impl FnMut(RecoveredMessage),
     report: &mut RecoveryReport,
 ) -> Result<Segment, StoreError> {
     let path = dir.join(segment::segment_file_name(first_seq));
@@ -348,12 +360,12 @@ fn recover_segment(
     } else {
         Bytes::from(buf)
     };
-    out.reserve(live.len());
+    report.messages += live.len() as u64;
     for l in live {
         let layout = MessageLayout::from_lengths(l.lengths, l.seq, l.payload_len as usize);
         let at = |r: Range<usize>| bytes.slice(l.payload_start + r.start..l.payload_start + r.end);
         let short = |r| ShortStr::from_bytes(at(r)).expect("UTF-8 checked during the scan");
-        out.push(RecoveredMessage {
+        out(RecoveredMessage {
             seq: l.seq,
             message: StoredMessage {
                 exchange: short(layout.exchange),

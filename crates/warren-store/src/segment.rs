@@ -33,6 +33,7 @@
 
 use crate::record::DamageKind;
 use crate::StoredMessage;
+use bytes::Bytes;
 use std::ops::Range;
 
 /// `kind` byte of a message record.
@@ -188,6 +189,36 @@ pub(crate) fn decode_message(p: &[u8]) -> Result<MessageLayout, DamageKind> {
     })
 }
 
+/// Decodes one whole record (header and payload, as written by [`crate::record::put_record`]
+/// with an [`encode_message`] payload), checking its length and CRC32C: a message read back
+/// from disk at a known place. The fields are slices of `record`.
+pub(crate) fn decode_message_record(record: Bytes) -> Result<(u64, StoredMessage), DamageKind> {
+    use crate::record::RECORD_HEADER_BYTES;
+    if record.len() < RECORD_HEADER_BYTES {
+        return Err(DamageKind::TruncatedHeader);
+    }
+    let len = u32::from_le_bytes(record[0..4].try_into().unwrap());
+    let crc = u32::from_le_bytes(record[4..8].try_into().unwrap());
+    if record.len() != RECORD_HEADER_BYTES + len as usize {
+        return Err(DamageKind::TruncatedRecord(len));
+    }
+    let payload = record.slice(RECORD_HEADER_BYTES..);
+    if crc32c::crc32c(&payload) != crc {
+        return Err(DamageKind::BadChecksum);
+    }
+    let layout = decode_message(&payload)?;
+    let short = |r: Range<usize>| {
+        warren_amqp::ShortStr::from_bytes(payload.slice(r)).expect("UTF-8 checked by decode")
+    };
+    let message = StoredMessage {
+        exchange: short(layout.exchange.clone()),
+        routing_key: short(layout.routing_key.clone()),
+        properties_raw: payload.slice(layout.properties.clone()),
+        body: payload.slice(layout.body.clone()),
+    };
+    Ok((layout.seq, message))
+}
+
 /// A run of consecutive seqs stored at consecutive ordinals.
 #[derive(Debug, Clone, Copy)]
 struct Run {
@@ -203,6 +234,8 @@ pub(crate) struct Segment {
     pub first_seq: u64,
     runs: Vec<Run>,
     records: u32,
+    /// Where each record starts in the file, by ordinal (for reading one message back).
+    offsets: Vec<u32>,
     /// Bit `i` set = the record at ordinal `i` is acked.
     acked: Vec<u64>,
     acked_count: u32,
@@ -222,6 +255,7 @@ impl Segment {
             first_seq,
             runs: Vec::new(),
             records: 0,
+            offsets: Vec::new(),
             acked: Vec::new(),
             acked_count: 0,
             file_bytes: 0,
@@ -248,8 +282,11 @@ impl Segment {
         self.runs.last().map(|r| r.first_seq + r.len as u64 - 1)
     }
 
-    /// Registers the next record; `seq` must be above every seq already in the segment.
-    pub fn push(&mut self, seq: u64) {
+    /// Registers the next record, which starts at `offset` in the file; `seq` must be above
+    /// every seq already in the segment.
+    pub fn push(&mut self, seq: u64, offset: u64) {
+        debug_assert!(offset <= u32::MAX as u64, "segments are capped at 4 GiB");
+        self.offsets.push(offset as u32);
         debug_assert!(seq >= self.first_seq);
         debug_assert!(self.last_seq().is_none_or(|last| seq > last));
         match self.runs.last_mut() {
@@ -271,6 +308,18 @@ impl Segment {
         let run = self.runs.get(idx.checked_sub(1)?)?;
         let offset = seq - run.first_seq;
         (offset < run.len as u64).then(|| run.first_ordinal as usize + offset as usize)
+    }
+
+    /// Where the record of `seq` lies in the file: `start..end` (header included), if `seq`
+    /// is in this segment and not acked.
+    pub fn span(&self, seq: u64) -> Option<(u64, u64)> {
+        let o = self.ordinal(seq).filter(|&o| !self.is_acked_ordinal(o))?;
+        let start = self.offsets[o] as u64;
+        let end = self
+            .offsets
+            .get(o + 1)
+            .map_or(self.file_bytes, |&next| next as u64);
+        Some((start, end))
     }
 
     fn is_acked_ordinal(&self, ordinal: usize) -> bool {
@@ -298,7 +347,6 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn msg(body: &'static [u8]) -> StoredMessage {
         StoredMessage {
@@ -352,7 +400,7 @@ mod tests {
     fn acks_count_once_and_only_for_seqs_in_the_segment() {
         let mut s = Segment::new(10);
         for seq in [10, 11, 12, 20, 21, 500] {
-            s.push(seq);
+            s.push(seq, 0);
         }
         assert_eq!(s.runs.len(), 3);
         assert!(!s.ack(13), "not in the segment");
@@ -374,7 +422,7 @@ mod tests {
     fn bitmap_grows_past_one_word() {
         let mut s = Segment::new(0);
         for seq in 0..200 {
-            s.push(seq);
+            s.push(seq, 0);
         }
         assert!(s.ack(130));
         assert!(s.ack(63));
