@@ -25,4 +25,15 @@ impl Message {
     pub fn body_size(&self) -> usize {
         self.body.len()
     }
+
+    /// An estimate of the memory a queued message holds: its bytes plus the decoded struct
+    /// and its `Arc`. Queues count it against their memory budget (see `queue` paging).
+    pub fn footprint(&self) -> usize {
+        self.body.len()
+            + self.properties_raw.len()
+            + self.exchange.len()
+            + self.routing_key.len()
+            + std::mem::size_of::<Message>()
+            + 16
+    }
 }

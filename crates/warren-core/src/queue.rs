@@ -22,6 +22,15 @@
 //!
 //! Time is an argument (`now_ms`, milliseconds since the Unix epoch), read only by the rules
 //! that need it: a plain queue never looks at it.
+//!
+//! Paging: a ready message's [`Content`] is either in memory or *paged*: the runtime wrote it
+//! somewhere and the queue keeps only an index entry ([`Paged`]: where, body size, priority,
+//! persistence), which is all its rules need. The queue counts the memory its loaded ready
+//! messages hold against a budget ([`QueueState::set_memory_budget`]); the runtime pages out
+//! what goes over it ([`QueueState::over_budget`], [`QueueState::page`]) and loads the next
+//! messages to deliver back ahead of delivery ([`QueueState::paged_ahead`],
+//! [`QueueState::load`]). Delivery stops at a paged head, so a consumer only ever receives
+//! loaded messages; messages that die while paged are handed out paged.
 
 mod consumers;
 mod credit;
@@ -77,11 +86,67 @@ pub struct ConsumerSpec<S> {
     pub sink: S,
 }
 
+/// What the queue keeps of a paged-out message: where the runtime put it, and what the
+/// queue's rules read (length limits, priority lanes, what to record on disk at removal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paged {
+    /// The runtime's locator for the content; opaque to the queue.
+    pub place: u64,
+    pub body_size: u32,
+    pub priority: u8,
+    pub persistent: bool,
+}
+
+/// A queued message's content: in memory, or paged out (see the module docs).
+#[derive(Debug, Clone)]
+pub enum Content {
+    Loaded(Arc<Message>),
+    Paged(Paged),
+}
+
+impl Content {
+    pub fn loaded(&self) -> Option<&Arc<Message>> {
+        match self {
+            Content::Loaded(m) => Some(m),
+            Content::Paged(_) => None,
+        }
+    }
+
+    pub fn paged(&self) -> Option<Paged> {
+        match self {
+            Content::Loaded(_) => None,
+            Content::Paged(p) => Some(*p),
+        }
+    }
+
+    pub fn body_size(&self) -> usize {
+        match self {
+            Content::Loaded(m) => m.body_size(),
+            Content::Paged(p) => p.body_size as usize,
+        }
+    }
+
+    /// The `priority` property (0 if absent).
+    pub fn priority(&self) -> u8 {
+        match self {
+            Content::Loaded(m) => m.properties.priority.unwrap_or(0),
+            Content::Paged(p) => p.priority,
+        }
+    }
+
+    pub fn is_persistent(&self) -> bool {
+        match self {
+            Content::Loaded(m) => m.is_persistent(),
+            Content::Paged(p) => p.persistent,
+        }
+    }
+}
+
 /// A message waiting in the queue.
 #[derive(Debug, Clone)]
 pub struct Queued {
     pub seq: Seq,
-    pub message: Arc<Message>,
+    pub content: Content,
     pub redelivered: bool,
     /// Delivery attempts that ended with the message back in the queue (quorum queues'
     /// `x-delivery-count`).
@@ -110,7 +175,7 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub struct Dead {
     pub seq: Option<Seq>,
-    pub message: Arc<Message>,
+    pub content: Content,
     pub reason: DeathReason,
 }
 
@@ -139,6 +204,11 @@ pub struct QueueState<S> {
     /// The latest time the runtime gave (`expire`, or a publish that needed it): messages
     /// whose deadline is before it are not handed out.
     now_ms: u64,
+    /// Footprint of the loaded ready messages, and the budget it may take (paging).
+    loaded_bytes: usize,
+    memory_budget: usize,
+    /// Ready messages that are paged out.
+    paged: usize,
 }
 
 impl<S> Default for QueueState<S> {
@@ -167,6 +237,9 @@ impl<S> QueueState<S> {
             dead: Vec::new(),
             last_used_ms: 0,
             now_ms: 0,
+            loaded_bytes: 0,
+            memory_budget: usize::MAX,
+            paged: 0,
         }
     }
 
@@ -223,7 +296,7 @@ impl<S> QueueState<S> {
             if self.args.overflow == Overflow::RejectPublishDlx {
                 self.dead.push(Dead {
                     seq: None,
-                    message,
+                    content: Content::Loaded(message),
                     reason: DeathReason::Maxlen,
                 });
             }
@@ -232,13 +305,14 @@ impl<S> QueueState<S> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ready_bytes += message.body_size();
+        self.loaded_bytes += message.footprint();
         let expires_at_ms = self.deadline(&message, now_ms);
         if expires_at_ms != NO_DEADLINE {
             self.now_ms = self.now_ms.max(now_ms);
         }
         self.ready.push_back(Queued {
             seq,
-            message,
+            content: Content::Loaded(message),
             redelivered: false,
             delivery_count: 0,
             expires_at_ms,
@@ -271,13 +345,133 @@ impl<S> QueueState<S> {
             let Some(q) = self.ready.pop_front() else {
                 break;
             };
-            self.ready_bytes -= q.message.body_size();
+            self.left_ready(&q);
             self.dead.push(Dead {
                 seq: Some(q.seq),
-                message: q.message,
+                content: q.content,
                 reason: DeathReason::Maxlen,
             });
         }
+    }
+
+    /// Accounting for a message that leaves the ready ones.
+    fn left_ready(&mut self, q: &Queued) {
+        self.ready_bytes -= q.content.body_size();
+        match &q.content {
+            Content::Loaded(m) => self.loaded_bytes -= m.footprint(),
+            Content::Paged(_) => self.paged -= 1,
+        }
+    }
+
+    /// Accounting for a message that joins the ready ones.
+    fn joined_ready(&mut self, q: &Queued) {
+        self.ready_bytes += q.content.body_size();
+        match &q.content {
+            Content::Loaded(m) => self.loaded_bytes += m.footprint(),
+            Content::Paged(_) => self.paged += 1,
+        }
+    }
+
+    /// Sets how much memory (by [`Message::footprint`]) loaded ready messages may hold
+    /// before the runtime pages out more.
+    pub fn set_memory_budget(&mut self, bytes: usize) {
+        self.memory_budget = bytes;
+    }
+
+    pub fn memory_budget(&self) -> usize {
+        self.memory_budget
+    }
+
+    /// Loaded ready messages hold more than the budget.
+    pub fn over_budget(&self) -> bool {
+        self.loaded_bytes > self.memory_budget
+    }
+
+    /// Footprint of the loaded ready messages.
+    pub fn loaded_bytes(&self) -> usize {
+        self.loaded_bytes
+    }
+
+    /// Ready messages that are paged out.
+    pub fn paged_count(&self) -> usize {
+        self.paged
+    }
+
+    /// The next message to deliver is paged out: [`QueueState::load`] it first.
+    pub fn head_is_paged(&self) -> bool {
+        self.ready
+            .front()
+            .is_some_and(|q| matches!(q.content, Content::Paged(_)))
+    }
+
+    /// Pages out the ready message `seq` (of priority `priority`): the runtime stored its
+    /// content at `place`. False if it is not a loaded ready message.
+    pub fn page(&mut self, seq: Seq, priority: u8, place: u64) -> bool {
+        let Some(q) = self.ready.get_mut(seq, priority) else {
+            return false;
+        };
+        let Content::Loaded(m) = &q.content else {
+            return false;
+        };
+        let footprint = m.footprint();
+        q.content = Content::Paged(Paged {
+            place,
+            body_size: m.body_size() as u32,
+            priority,
+            persistent: m.is_persistent(),
+        });
+        self.loaded_bytes -= footprint;
+        self.paged += 1;
+        true
+    }
+
+    /// Puts back the content of a paged ready message. False if `seq` is not one.
+    pub fn load(&mut self, seq: Seq, priority: u8, message: Arc<Message>) -> bool {
+        let Some(q) = self.ready.get_mut(seq, priority) else {
+            return false;
+        };
+        if !matches!(q.content, Content::Paged(_)) {
+            return false;
+        }
+        self.loaded_bytes += message.footprint();
+        q.content = Content::Loaded(message);
+        self.paged -= 1;
+        true
+    }
+
+    /// The paged messages among the next `n` to deliver, in delivery order: the runtime reads
+    /// them back ([`QueueState::load`]) ahead of delivery.
+    pub fn paged_ahead(&self, n: usize) -> Vec<(Seq, Paged)> {
+        if self.paged == 0 {
+            return Vec::new();
+        }
+        self.ready
+            .iter()
+            .take(n)
+            .filter_map(|q| q.content.paged().map(|p| (q.seq, p)))
+            .collect()
+    }
+
+    /// Loaded ready messages past the budget, latest in delivery order first, whose paging
+    /// would bring the loaded ones back under it (memory pressure lowered the budget). It
+    /// walks from the end of the queue over paged messages too: the runtime calls it when
+    /// the budget drops, not per message.
+    pub fn excess_loaded(&self) -> Vec<(Seq, Arc<Message>)> {
+        let mut excess = self.loaded_bytes.saturating_sub(self.memory_budget);
+        let mut out = Vec::new();
+        if excess == 0 {
+            return out;
+        }
+        for q in self.ready.iter_rev() {
+            if excess == 0 {
+                break;
+            }
+            if let Content::Loaded(m) = &q.content {
+                excess = excess.saturating_sub(m.footprint());
+                out.push((q.seq, m.clone()));
+            }
+        }
+        out
     }
 
     /// Adds a consumer. `queue_desc` is `queue 'q' in vhost '/'` for the error text.
@@ -320,10 +514,13 @@ impl<S> QueueState<S> {
     /// The message as this queue hands it out: quorum queues add `x-delivery-count` once a
     /// message has been returned (and, on `basic.get`, always).
     fn outgoing(&self, q: &Queued, get: bool) -> Arc<Message> {
+        let Content::Loaded(message) = &q.content else {
+            unreachable!("only loaded messages are handed out (pop_live stops at paged ones)");
+        };
         if self.args.queue_type == QueueType::Quorum && (get || q.delivery_count > 0) {
-            Arc::new(with_delivery_count(&q.message, q.delivery_count))
+            Arc::new(with_delivery_count(message, q.delivery_count))
         } else {
-            q.message.clone()
+            message.clone()
         }
     }
 
@@ -370,14 +567,20 @@ impl<S> QueueState<S> {
     /// The next message to hand out. Messages found expired at the head on the way (their
     /// deadline is before the last time the runtime gave) die instead, as RabbitMQ drops
     /// expired heads after each fetch.
+    /// A paged head stops it (the runtime loads it first), unless it is expired.
     fn pop_live(&mut self) -> Option<Queued> {
         loop {
+            let head = self.ready.front()?;
+            let expired = head.expires_at_ms < self.now_ms;
+            if !expired && matches!(head.content, Content::Paged(_)) {
+                return None;
+            }
             let q = self.ready.pop_front()?;
-            self.ready_bytes -= q.message.body_size();
-            if q.expires_at_ms < self.now_ms {
+            self.left_ready(&q);
+            if expired {
                 self.dead.push(Dead {
                     seq: Some(q.seq),
-                    message: q.message,
+                    content: q.content,
                     reason: DeathReason::Expired,
                 });
                 continue;
@@ -438,26 +641,38 @@ impl<S> QueueState<S> {
 
     /// Puts back a message recovered from disk (at start-up, in `Seq` order), keeping its
     /// number so later messages continue after it. `enqueued_ms` (when it was first
-    /// enqueued) is read only if a TTL applies to it.
+    /// enqueued) is read only if a TTL applies to it. With `paged_at`, only its index entry
+    /// is kept (the runtime can read it back from there).
     pub fn restore(
         &mut self,
         seq: Seq,
         message: Arc<Message>,
         redelivered: bool,
         enqueued_ms: u64,
+        paged_at: Option<u64>,
     ) {
         self.next_seq = self.next_seq.max(seq + 1);
-        self.ready_bytes += message.body_size();
         let expires_at_ms = self.deadline(&message, enqueued_ms);
+        let content = match paged_at {
+            None => Content::Loaded(message),
+            Some(place) => Content::Paged(Paged {
+                place,
+                body_size: message.body_size() as u32,
+                priority: message.properties.priority.unwrap_or(0),
+                persistent: message.is_persistent(),
+            }),
+        };
         // A message handed out before the restart was in effect returned by its consumer.
         let delivery_count = redelivered as u32;
-        self.ready.push_back(Queued {
+        let q = Queued {
             seq,
-            message,
+            content,
             redelivered,
             delivery_count,
             expires_at_ms,
-        });
+        };
+        self.joined_ready(&q);
+        self.ready.push_back(q);
     }
 
     /// Makes the next `publish` number at least `seq` (after recovery of a log whose last
@@ -472,7 +687,7 @@ impl<S> QueueState<S> {
             if let Some(q) = self.take_unacked(seq) {
                 self.dead.push(Dead {
                     seq: Some(q.seq),
-                    message: q.message,
+                    content: q.content,
                     reason: DeathReason::Rejected,
                 });
             }
@@ -494,12 +709,12 @@ impl<S> QueueState<S> {
                 {
                     self.dead.push(Dead {
                         seq: Some(q.seq),
-                        message: q.message,
+                        content: q.content,
                         reason: DeathReason::DeliveryLimit,
                     });
                     continue;
                 }
-                self.ready_bytes += q.message.body_size();
+                self.joined_ready(&q);
                 self.ready.insert(q);
             }
         }
@@ -538,6 +753,8 @@ impl<S> QueueState<S> {
             removed(&q);
         }
         self.ready_bytes = 0;
+        self.loaded_bytes = 0;
+        self.paged = 0;
         n
     }
 
@@ -555,18 +772,17 @@ impl<S> QueueState<S> {
     /// waiting take the message in the batch that enqueued it.
     pub fn expire(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
-        let (dead, ready_bytes) = (&mut self.dead, &mut self.ready_bytes);
-        self.ready.drain_expired_heads(
-            |q| q.expires_at_ms < now_ms,
-            |q| {
-                *ready_bytes -= q.message.body_size();
-                dead.push(Dead {
-                    seq: Some(q.seq),
-                    message: q.message,
-                    reason: DeathReason::Expired,
-                });
-            },
-        );
+        let mut gone = Vec::new();
+        self.ready
+            .drain_expired_heads(|q| q.expires_at_ms < now_ms, |q| gone.push(q));
+        for q in gone {
+            self.left_ready(&q);
+            self.dead.push(Dead {
+                seq: Some(q.seq),
+                content: q.content,
+                reason: DeathReason::Expired,
+            });
+        }
     }
 
     /// The earliest deadline among the heads, if any: [`QueueState::expire`] has work from

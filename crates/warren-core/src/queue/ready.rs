@@ -39,11 +39,33 @@ impl Ready {
     /// The lane a message belongs in: its `priority` property, capped at the queue's maximum
     /// (RabbitMQ treats a higher priority as the maximum); no priority means 0.
     fn lane_of(&self, q: &Queued) -> usize {
-        if self.lanes.len() == 1 {
-            0
-        } else {
-            (q.message.properties.priority.unwrap_or(0) as usize).min(self.lanes.len() - 1)
+        self.lane_of_priority(q.content.priority())
+    }
+
+    fn lane_of_priority(&self, priority: u8) -> usize {
+        (priority as usize).min(self.lanes.len() - 1)
+    }
+
+    /// The message `seq` of priority `priority`, if it is ready.
+    pub(super) fn get_mut(&mut self, seq: u64, priority: u8) -> Option<&mut Queued> {
+        let lane = self.lane_of_priority(priority);
+        let lane = &mut self.lanes[lane];
+        // Usually the newest (just published) or among the oldest (read ahead).
+        if lane.back().is_some_and(|b| b.seq == seq) {
+            return lane.back_mut();
         }
+        let pos = lane.partition_point(|q| q.seq < seq);
+        lane.get_mut(pos).filter(|q| q.seq == seq)
+    }
+
+    /// The next message to deliver, without taking it.
+    pub(super) fn front(&self) -> Option<&Queued> {
+        self.top().and_then(|lane| self.lanes[lane].front())
+    }
+
+    /// Every message, latest in delivery order first.
+    pub(super) fn iter_rev(&self) -> impl Iterator<Item = &Queued> {
+        self.lanes.iter().flat_map(|l| l.iter().rev())
     }
 
     fn mark(&mut self, lane: usize) {

@@ -8,6 +8,7 @@ use warren_amqp::BasicProperties;
 mod consumer_order;
 mod dead_letters;
 mod limits;
+mod paging;
 mod priorities;
 mod simulation;
 mod ttl;
@@ -35,7 +36,7 @@ fn queue_with(args: QueueArgs) -> QueueState<u64> {
 
 fn bodies(q: &QueueState<u64>) -> Vec<u64> {
     q.ready_messages()
-        .map(|r| u64::from_be_bytes(r.message.body[..8].try_into().unwrap()))
+        .map(|r| u64::from_be_bytes(r.content.loaded().unwrap().body[..8].try_into().unwrap()))
         .collect()
 }
 
@@ -43,7 +44,7 @@ fn dead_bodies(dead: &[Dead]) -> Vec<(u64, DeathReason)> {
     dead.iter()
         .map(|d| {
             (
-                u64::from_be_bytes(d.message.body[..8].try_into().unwrap()),
+                u64::from_be_bytes(d.content.loaded().unwrap().body[..8].try_into().unwrap()),
                 d.reason,
             )
         })
@@ -220,8 +221,8 @@ fn exclusive_consumer_excludes_others_both_ways() {
 #[test]
 fn restored_messages_keep_their_numbers_and_publishing_continues_after_them() {
     let mut q: QueueState<u64> = QueueState::new();
-    q.restore(5, msg(0), true, 0);
-    q.restore(9, msg(1), false, 0);
+    q.restore(5, msg(0), true, 0, None);
+    q.restore(9, msg(1), false, 0, None);
     let seq = q.publish(msg(2), 0);
     assert_eq!(seq, Enqueued::Accepted(10));
     let (d, _) = q.get(CH1, true).unwrap();

@@ -185,7 +185,7 @@ fn simulation_with_arguments_accounts_for_every_message() {
                 q.credit(ConsumerId(c), 1);
             }
             for d in q.take_dead() {
-                let m = body_of_message(&d.message);
+                let m = body_of_message(d.content.loaded().unwrap());
                 let ok = match d.reason {
                     DeathReason::Rejected => model.discarded.contains(&m),
                     DeathReason::Expired => model.deadline[&m] < now,

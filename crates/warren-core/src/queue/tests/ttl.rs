@@ -117,8 +117,8 @@ fn requeued_message_keeps_its_original_deadline() {
 #[test]
 fn restored_messages_expire_from_their_enqueue_time() {
     let mut q = ttl_queue(1_000);
-    q.restore(1, msg(0), false, 10_000);
-    q.restore(2, msg(1), false, 12_000);
+    q.restore(1, msg(0), false, 10_000, None);
+    q.restore(2, msg(1), false, 12_000, None);
     q.expire(11_500);
     assert_eq!(dead_bodies(&q.take_dead()), vec![(0, DeathReason::Expired)]);
     assert_eq!(q.next_expiry_ms(), Some(13_000));
