@@ -18,7 +18,7 @@ BODY = b"x" * (256 * 1024)  # large enough that freeing it returns memory to the
 
 
 def test_flooding_publisher_is_blocked_then_unblocked_when_a_consumer_drains():
-    broker = start_warren_broker(extra_args=("--memory-high-watermark", "64MiB"))
+    broker = start_warren_broker(extra_args=("--memory-high-watermark", "64MiB", "--memory-paging-ratio", "2"))
     try:
         producer = broker.connect(blocked_connection_timeout=None)
         events = []

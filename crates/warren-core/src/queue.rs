@@ -439,6 +439,14 @@ impl<S> QueueState<S> {
         true
     }
 
+    /// Takes a ready message out of the queue without its dying (the runtime could not read
+    /// a paged message back).
+    pub fn remove_ready(&mut self, seq: Seq, priority: u8) -> Option<Queued> {
+        let q = self.ready.remove(seq, priority)?;
+        self.left_ready(&q);
+        Some(q)
+    }
+
     /// The paged messages among the next `n` to deliver, in delivery order: the runtime reads
     /// them back ([`QueueState::load`]) ahead of delivery.
     pub fn paged_ahead(&self, n: usize) -> Vec<(Seq, Paged)> {

@@ -62,9 +62,12 @@ impl Broker {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (durability, definitions) = Durability::open(&config.data_dir)
+        let budget = config
+            .queue_memory_budget
+            .resolve(resources::total_memory_bytes()) as usize;
+        let (durability, definitions) = Durability::open(&config.data_dir, budget)
             .map_err(|e| std::io::Error::other(format!("cannot open the data directory: {e}")))?;
-        let root = VHost::new("/", Some(durability));
+        let root = VHost::new("/", Some(durability.clone()));
         root.restore(&definitions);
         for d in definitions.queues.iter().filter(|q| q.vhost != "/") {
             warn!(
@@ -81,6 +84,8 @@ impl Broker {
             config.memory_high_watermark,
             config.disk_free_limit,
             config.data_dir.clone(),
+            config.memory_paging_ratio,
+            durability.paging.pressure.clone(),
         );
         let broker = Arc::new(Broker {
             config,
@@ -160,5 +165,29 @@ impl RunningBroker {
             Ok(_) => info!("all connections closed"),
             Err(_) => warn!("some connections did not close within {:?}", SHUTDOWN_GRACE),
         }
+        // Then the queues: each applies what it was sent, syncs its log (so that acks are
+        // durable after a clean stop) and ends, before the runtime goes away under it.
+        let queues: Vec<_> = self
+            .broker
+            .vhosts
+            .values()
+            .flat_map(|v| v.all_queues())
+            .collect();
+        let stops = queues
+            .iter()
+            .map(|q| q.call(|reply| crate::queue_task::QueueCmd::Stop { reply }));
+        if tokio::time::timeout(SHUTDOWN_GRACE, futures_join_all(stops))
+            .await
+            .is_err()
+        {
+            warn!("some queues did not stop within {:?}", SHUTDOWN_GRACE);
+        }
+    }
+}
+
+/// Awaits every future (sequentially: each queue stops on its own task meanwhile).
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) {
+    for f in futures {
+        f.await;
     }
 }

@@ -27,6 +27,14 @@ pub struct Config {
     /// Below this free disk space in the data directory's filesystem, publishers are
     /// blocked (default 1GiB; a fraction is relative to RAM, as in RabbitMQ).
     pub disk_free_limit: Limit,
+    /// Memory the loaded ready messages of one queue may hold before further ones are paged
+    /// to disk (bodies read back ahead of delivery): a size such as `32MiB` or a fraction of
+    /// RAM. Under memory pressure (half the high watermark) every queue keeps far less.
+    pub queue_memory_budget: Limit,
+    /// Queues page messages out (down to a small read-ahead) once resident memory passes
+    /// this fraction of the high watermark (RabbitMQ's `vm_memory_high_watermark_paging_ratio`,
+    /// default 0.5); above 1 they never do before the alarm.
+    pub memory_paging_ratio: f64,
     /// Most connections served at once; further ones are refused at accept.
     pub max_connections: usize,
     /// Users allowed to log in. Default: `guest`/`guest`, which (as in RabbitMQ) may only
@@ -52,6 +60,8 @@ impl Default for Config {
             max_message_size: 128 * 1024 * 1024,
             memory_high_watermark: Limit::Fraction(0.4),
             disk_free_limit: Limit::Bytes(1 << 30),
+            queue_memory_budget: Limit::Bytes(32 << 20),
+            memory_paging_ratio: 0.5,
             max_connections: 65_536,
             users: vec![User {
                 name: "guest".into(),

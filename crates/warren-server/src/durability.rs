@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio::sync::watch;
 use tracing::{info, warn};
 use warren_amqp::ShortStr;
 use warren_core::entity::{ExchangeMeta, QueueMeta};
@@ -36,11 +37,44 @@ pub struct Durability {
     definitions: Mutex<DefinitionStore>,
     queues_dir: PathBuf,
     next_log_id: AtomicU64,
+    pub paging: Paging,
+}
+
+/// How queues page messages out of memory (see `queue_task::paging`).
+pub struct Paging {
+    /// Memory one queue's loaded ready messages may hold normally.
+    pub budget: usize,
+    /// True while the broker is under memory pressure (resident memory above half the high
+    /// watermark, RabbitMQ's default paging ratio): queues then keep only a read-ahead.
+    pub pressure: watch::Sender<bool>,
+    /// Where queues' spill directories go (emptied at start-up).
+    pub spill_dir: PathBuf,
+    next_spill: AtomicU64,
+}
+
+impl Paging {
+    /// A fresh spill directory name for a queue.
+    pub fn spill_path(&self) -> PathBuf {
+        self.spill_dir
+            .join(self.next_spill.fetch_add(1, Ordering::Relaxed).to_string())
+    }
 }
 
 impl Durability {
     /// Opens the data directory's stores; returns what the definitions store holds.
-    pub fn open(data_dir: &Path) -> Result<(Arc<Durability>, Definitions), StoreError> {
+    pub fn open(
+        data_dir: &Path,
+        queue_memory_budget: usize,
+    ) -> Result<(Arc<Durability>, Definitions), StoreError> {
+        let spill_dir = data_dir.join("spill");
+        // Spilled messages were never promised durable: what a previous run left is garbage.
+        if spill_dir.exists() {
+            std::fs::remove_dir_all(&spill_dir).map_err(|source| StoreError::Io {
+                op: "remove directory",
+                path: spill_dir.clone(),
+                source,
+            })?;
+        }
         let (store, defs) = DefinitionStore::open(&data_dir.join("definitions"))?;
         let queues_dir = data_dir.join("queues");
         std::fs::create_dir_all(&queues_dir).map_err(|source| StoreError::Io {
@@ -68,6 +102,12 @@ impl Durability {
             definitions: Mutex::new(store),
             queues_dir,
             next_log_id: AtomicU64::new(max_id + 1),
+            paging: Paging {
+                budget: queue_memory_budget,
+                pressure: watch::channel(false).0,
+                spill_dir,
+                next_spill: AtomicU64::new(1),
+            },
         };
         Ok((Arc::new(durability), defs))
     }
@@ -104,6 +144,22 @@ impl Durability {
             QueueLog::open(
                 &self.queues_dir.join(id.to_string()),
                 QueueLogConfig::default(),
+            )
+        })
+    }
+
+    /// Opens (recovering) a durable queue's message log, handing each recovered message to
+    /// `each` as its segment is read.
+    pub fn recover_queue_log(
+        &self,
+        id: u64,
+        each: impl FnMut(RecoveredMessage),
+    ) -> Result<(QueueLog, warren_store::RecoveryReport), StoreError> {
+        blocking(|| {
+            QueueLog::open_with(
+                &self.queues_dir.join(id.to_string()),
+                QueueLogConfig::default(),
+                each,
             )
         })
     }

@@ -13,6 +13,7 @@
 //! (`dead_letter`). `stored` is how messages are kept in the log.
 
 mod dead_letter;
+mod paging;
 mod stored;
 
 use crate::durability::blocking;
@@ -20,9 +21,11 @@ use crate::vhost::VHost;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::error;
 use warren_amqp::ShortStr;
 use warren_core::args::QueueArgs;
@@ -31,10 +34,13 @@ use warren_core::queue::{
     ChannelKey, ConsumerId, ConsumerSpec, Delivery, Enqueued, QueueState, Queued, Seq,
 };
 use warren_core::{AmqpError, Message};
-use warren_store::{QueueLog, RecoveredMessage};
+use warren_store::{QueueLog, RecoveredMessage, Spill};
 
 /// Commands waiting for a queue before its publishers are made to wait.
 const INBOX_CAPACITY: usize = 1024;
+/// Body bytes of the publishes waiting for a queue before its publishers are made to wait
+/// (with large messages, the command count alone would let hundreds of MiB wait).
+pub const INBOX_BYTES: usize = 8 << 20;
 /// Commands a queue applies before it dispatches.
 const BATCH: usize = 128;
 /// How long acks may wait in the log's buffers before a sync (a crash may bring back an
@@ -90,10 +96,12 @@ pub struct QueueStats {
 }
 
 pub enum QueueCmd {
-    /// `sink` is where confirms go, when any publish asks for one.
+    /// `sink` is where confirms go, when any publish asks for one. `permit` holds the
+    /// batch's share of [`INBOX_BYTES`] until the queue has taken it.
     Publish {
         batch: Vec<Publish>,
         sink: Option<Sink>,
+        permit: Option<OwnedSemaphorePermit>,
     },
     /// Replies once everything appended so far is on disk (`tx.commit`).
     Sync {
@@ -138,6 +146,10 @@ pub enum QueueCmd {
         if_empty: bool,
         reply: oneshot::Sender<Result<usize, AmqpError>>,
     },
+    /// The broker is stopping: sync the log and end the task (the queue stays on disk).
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 impl QueueCmd {
@@ -170,6 +182,7 @@ pub struct QueueHandle {
     may_refuse: bool,
     /// Publishes and the commands that must see them in order (bounded: backpressure).
     inbox: mpsc::Sender<QueueCmd>,
+    inbox_bytes: Arc<Semaphore>,
     /// Consumer-side commands (acks, credit, consume, cancel, channel close), served before
     /// publishes so that a flood of publishes never starves the consumers that drain the
     /// queue. Unbounded, but bounded in practice: acks by prefetch, the rest by callers
@@ -202,8 +215,30 @@ impl QueueHandle {
     /// `queue_task::dead_letter`); false if the queue is gone.
     pub fn publish_dead_letters(&self, batch: Vec<Publish>) -> bool {
         self.control
-            .send(QueueCmd::Publish { batch, sink: None })
+            .send(QueueCmd::Publish {
+                batch,
+                sink: None,
+                permit: None,
+            })
             .is_ok()
+    }
+
+    /// Sends a batch of publishes, first waiting until the queue's inbox has room for their
+    /// bytes; false if the queue is gone.
+    pub async fn publish(&self, batch: Vec<Publish>, sink: Option<Sink>) -> bool {
+        let bytes: usize = batch.iter().map(|p| p.message.body_size()).sum();
+        // A batch larger than the whole allowance waits for all of it.
+        let bytes = bytes.min(INBOX_BYTES) as u32;
+        let Ok(permit) = self.inbox_bytes.clone().acquire_many_owned(bytes).await else {
+            return false;
+        };
+        let permit = Some(permit);
+        self.send(QueueCmd::Publish {
+            batch,
+            sink,
+            permit,
+        })
+        .await
     }
 
     /// Sends a command; false if the queue is gone (deleted meanwhile).
@@ -264,22 +299,30 @@ impl std::fmt::Debug for QueueRef {
     }
 }
 
-/// Creates the queue and starts its task. A durable queue comes with its message log and
-/// the messages recovered from it. The arguments were validated at declare time
+/// Where a durable queue's message log comes from.
+pub enum LogSource {
+    /// A new, empty log (a queue being declared).
+    New(u64, QueueLog),
+    /// The log of a queue restored at start-up: opened and recovered here.
+    Recover(u64),
+}
+
+/// Creates the queue and starts its task. A durable queue comes with its message log; a
+/// recovered one gets its messages back from it (only the first memory budget's worth
+/// loaded, see `paging`). The arguments were validated at declare time
 /// ([`QueueArgs::from_declaration`]); recovered definitions that no longer pass are run as
-/// plain queues, with an error logged.
+/// plain queues, with an error logged. Fails only if the log cannot be recovered.
 pub fn spawn(
     id: u64,
     meta: QueueMeta,
     vhost: &Arc<VHost>,
-    log: Option<(u64, QueueLog)>,
-    recovered: Vec<RecoveredMessage>,
-) -> QueueRef {
+    log: Option<LogSource>,
+) -> Result<QueueRef, warren_store::StoreError> {
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let (log_id, log) = match log {
-        Some((id, log)) => (Some(id), Some(log)),
-        None => (None, None),
+    let log_id = match &log {
+        Some(LogSource::New(id, _) | LogSource::Recover(id)) => Some(*id),
+        None => None,
     };
     let args = QueueArgs::from_declaration(&meta, &vhost.name).unwrap_or_else(|e| {
         error!(
@@ -296,29 +339,38 @@ pub fn spawn(
         vhost: vhost.name.clone(),
         may_refuse,
         inbox: tx,
+        inbox_bytes: Arc::new(Semaphore::new(INBOX_BYTES)),
         control: control_tx,
     }));
     let mut state = QueueState::with_args(args);
-    let mut now = None;
-    for r in recovered {
-        let (message, enqueued_ms) = stored::restored(r.message);
-        // Stored without an enqueue time but under a TTL now: the TTL starts over.
-        let enqueued_ms = enqueued_ms.unwrap_or_else(|| {
-            if state.needs_time(&message) {
-                *now.get_or_insert_with(wall_clock_ms)
-            } else {
-                0
-            }
-        });
-        state.restore(r.seq, Arc::new(message), r.redelivered, enqueued_ms);
-    }
+    let paging = vhost.durability().map(|d| PagingHandle {
+        budget: d.paging.budget,
+        pressure_rx: d.paging.pressure.subscribe(),
+        spill_path: d.paging.spill_path(),
+    });
+    let log = match log {
+        None => None,
+        Some(LogSource::New(_, log)) => Some(log),
+        Some(LogSource::Recover(log_id)) => {
+            let durability = vhost
+                .durability()
+                .expect("a recovered queue's vhost is durable");
+            let budget = paging.as_ref().map_or(usize::MAX, |p| p.budget);
+            let mut now = None;
+            let (log, report) = durability
+                .recover_queue_log(log_id, |r| restore_one(&mut state, r, budget, &mut now))?;
+            crate::durability::log_recovery(&queue.meta.name, &report);
+            Some(log)
+        }
+    };
     if state.args().expires_ms.is_some() {
         state.touch(wall_clock_ms());
     }
     if let Some(log) = &log {
         state.continue_after(log.next_seq());
     }
-    let task = QueueTask {
+    let pressure_rx = paging.as_ref().map(|p| p.pressure_rx.clone());
+    let mut task = QueueTask {
         queue: queue.clone(),
         vhost: Arc::downgrade(vhost),
         state,
@@ -329,9 +381,53 @@ pub fn spawn(
         last_sync: Instant::now(),
         unsynced_confirms: Vec::new(),
         cycles_warned: HashSet::new(),
+        paging,
+        spill: None,
+        spill_warned: false,
+        stopped: false,
     };
-    tokio::spawn(task.run(rx, control_rx));
-    queue
+    task.state.set_memory_budget(task.wanted_budget());
+    tokio::spawn(task.run(rx, control_rx, pressure_rx));
+    Ok(queue)
+}
+
+/// Puts back one recovered message: loaded while the queue is under `budget`, else as an
+/// index entry read back from the log later. Loaded ones are copied out of the segment's
+/// read buffer, so that they do not keep the whole buffer alive.
+fn restore_one(
+    state: &mut QueueState<Sink>,
+    r: RecoveredMessage,
+    budget: usize,
+    now: &mut Option<u64>,
+) {
+    let (message, enqueued_ms) = stored::restored(r.message);
+    // Stored without an enqueue time but under a TTL now: the TTL starts over.
+    let enqueued_ms = enqueued_ms.unwrap_or_else(|| {
+        if state.needs_time(&message) {
+            *now.get_or_insert_with(wall_clock_ms)
+        } else {
+            0
+        }
+    });
+    let (message, paged_at) = if state.loaded_bytes() + message.footprint() > budget {
+        (message, Some(paging::IN_LOG))
+    } else {
+        (stored::detached(message), None)
+    };
+    state.restore(
+        r.seq,
+        Arc::new(message),
+        r.redelivered,
+        enqueued_ms,
+        paged_at,
+    );
+}
+
+/// A queue task's view of the broker's paging settings.
+struct PagingHandle {
+    budget: usize,
+    pressure_rx: watch::Receiver<bool>,
+    spill_path: PathBuf,
 }
 
 /// Wall-clock milliseconds since the Unix epoch: message deadlines are kept in it because
@@ -343,7 +439,7 @@ fn wall_clock_ms() -> u64 {
 }
 
 fn persistent_seq(q: &Queued, out: &mut Vec<Seq>) {
-    if q.message.is_persistent() {
+    if q.content.is_persistent() {
         out.push(q.seq);
     }
 }
@@ -363,6 +459,21 @@ struct QueueTask {
     unsynced_confirms: Vec<PendingConfirm>,
     /// Destination queues a dead-letter cycle was already reported for.
     cycles_warned: HashSet<u64>,
+    /// Paging settings (`None` without a data directory: nothing is paged).
+    paging: Option<PagingHandle>,
+    /// Where paged-out messages without a log copy go (created on first use).
+    spill: Option<Spill>,
+    spill_warned: bool,
+    /// The broker is stopping: the task ends after this batch.
+    stopped: bool,
+}
+
+/// Why the queue task woke up.
+enum Wake {
+    /// This many commands arrived (0: every sender is gone).
+    Commands(usize),
+    /// Memory pressure changed.
+    Pressure,
 }
 
 enum PendingConfirm {
@@ -375,29 +486,44 @@ impl QueueTask {
         mut self,
         mut inbox: mpsc::Receiver<QueueCmd>,
         mut control: mpsc::UnboundedReceiver<QueueCmd>,
+        mut pressure: Option<watch::Receiver<bool>>,
     ) {
         let mut cmds = Vec::with_capacity(BATCH);
         let mut control_cmds = Vec::new();
         while !self.deleted {
-            // Consumer-side commands first, then a batch of publishes.
+            // Consumer-side commands first, then a batch of publishes. A change of memory
+            // pressure wakes the queue too (it may have to page out).
             let next = async {
                 tokio::select! {
                     biased;
-                    n = control.recv_many(&mut control_cmds, BATCH) => n,
-                    n = inbox.recv_many(&mut cmds, BATCH) => n,
+                    n = control.recv_many(&mut control_cmds, BATCH) => Wake::Commands(n),
+                    n = inbox.recv_many(&mut cmds, BATCH) => Wake::Commands(n),
+                    Ok(()) = async {
+                        match pressure.as_mut() {
+                            Some(p) => p.changed().await,
+                            None => std::future::pending().await,
+                        }
+                    } => Wake::Pressure,
                 }
             };
-            let received = match self.next_wake() {
+            let wake = match self.next_wake() {
                 // A deadline comes up even if nothing arrives: buffered acks to sync, a TTL,
                 // the queue's own expiry.
                 Some(wait) => match tokio::time::timeout(wait, next).await {
-                    Ok(n) => n,
+                    Ok(w) => w,
                     Err(_) => {
                         self.on_timer();
                         continue;
                     }
                 },
                 None => next.await,
+            };
+            let received = match wake {
+                Wake::Commands(n) => n,
+                Wake::Pressure => {
+                    self.adjust_budget();
+                    continue;
+                }
             };
             if received == 0 {
                 break;
@@ -411,11 +537,11 @@ impl QueueTask {
             }
             for cmd in control_cmds.drain(..).chain(cmds.drain(..)) {
                 self.apply(cmd);
-                if self.deleted {
+                if self.deleted || self.stopped {
                     break;
                 }
             }
-            if self.deleted {
+            if self.deleted || self.stopped {
                 break;
             }
             self.expire();
@@ -487,7 +613,7 @@ impl QueueTask {
 
     fn apply(&mut self, cmd: QueueCmd) {
         match cmd {
-            QueueCmd::Publish { batch, sink } => self.publish(batch, sink),
+            QueueCmd::Publish { batch, sink, .. } => self.publish(batch, sink),
             QueueCmd::Sync { reply } => {
                 if self.log_dirty {
                     self.unsynced_confirms.push(PendingConfirm::Sync(reply));
@@ -520,6 +646,7 @@ impl QueueTask {
             } => {
                 self.touch();
                 self.expire();
+                self.read_ahead(1);
                 let got = self.state.get(owner, no_ack);
                 if let Some((d, _)) = &got {
                     if d.message.is_persistent() {
@@ -553,9 +680,15 @@ impl QueueTask {
                 }
             }
             QueueCmd::Purge { reply } => {
-                let mut gone = Vec::new();
-                let n = self.state.purge(|q| persistent_seq(q, &mut gone));
+                let (mut gone, mut paged) = (Vec::new(), Vec::new());
+                let n = self.state.purge(|q| {
+                    persistent_seq(q, &mut gone);
+                    paged.extend(q.content.paged());
+                });
                 self.forget(&gone);
+                for p in paged {
+                    self.release(p);
+                }
                 let _ = reply.send(n);
             }
             QueueCmd::Stats { reply } => {
@@ -565,6 +698,13 @@ impl QueueTask {
                     messages: self.state.message_count() as u32,
                     consumers: self.state.consumer_count() as u32,
                 });
+            }
+            QueueCmd::Stop { reply } => {
+                if self.log_dirty {
+                    self.sync();
+                }
+                self.stopped = true;
+                let _ = reply.send(());
             }
             QueueCmd::Delete {
                 if_unused,
@@ -608,18 +748,23 @@ impl QueueTask {
                     continue;
                 }
             };
-            match self.log.as_mut().filter(|_| p.message.is_persistent()) {
+            let in_log = match self.log.as_mut().filter(|_| p.message.is_persistent()) {
                 Some(log) => {
-                    if let Err(e) =
-                        log.append(seq, &stored::stored(&p.message, timed.then_some(now_ms)))
-                    {
+                    let written =
+                        log.append(seq, &stored::stored(&p.message, timed.then_some(now_ms)));
+                    if let Err(e) = &written {
                         error!("{}: cannot write message: {e}", self.queue.describe());
                     }
                     self.log_dirty = true;
                     synced.extend(p.confirm);
+                    written.is_ok()
                 }
-                None => acked.extend(p.confirm),
-            }
+                None => {
+                    acked.extend(p.confirm);
+                    false
+                }
+            };
+            self.page_if_over_budget(seq, &p.message, in_log);
         }
         let Some(sink) = sink else { return };
         for (ok, publishes) in [(false, nacked), (true, acked)] {
@@ -633,11 +778,26 @@ impl QueueTask {
         }
     }
 
+    /// Hands ready messages to consumers, reading paged ones back ahead of delivery.
     fn dispatch(&mut self) {
+        loop {
+            if self.state.consumer_count() > 0 {
+                self.read_ahead(paging::READ_AHEAD);
+            }
+            let delivered = self.dispatch_loaded();
+            // Dispatch stops at a paged head: read further and go on while it delivers.
+            if delivered == 0 || !self.state.head_is_paged() {
+                break;
+            }
+        }
+    }
+
+    /// Hands loaded ready messages to consumers; returns how many.
+    fn dispatch_loaded(&mut self) -> usize {
         let mut batches: Vec<(u64, Sink, Vec<OutDelivery>)> = Vec::new();
         let (mut gone, mut delivered) = (Vec::new(), Vec::new());
         let durable = self.log.is_some();
-        self.state.dispatch(|spec, delivery| {
+        let count = self.state.dispatch(|spec, delivery| {
             if durable && delivery.message.is_persistent() {
                 if spec.no_ack {
                     gone.push(delivery.seq);
@@ -665,6 +825,7 @@ impl QueueTask {
         }
         self.forget(&gone);
         self.mark_delivered(&delivered);
+        count
     }
 
     /// Records in the log that these persistent messages left the queue.
@@ -751,6 +912,11 @@ impl QueueTask {
                     "{}: cannot remove its message log: {e}",
                     self.queue.describe()
                 );
+            }
+        }
+        if let Some(spill) = self.spill.take() {
+            if let Err(e) = blocking(|| spill.destroy()) {
+                error!("{}: cannot remove its spill: {e}", self.queue.describe());
             }
         }
         // Publishes waiting for a sync are dealt with: the queue they went to is gone.

@@ -162,6 +162,8 @@ pub fn start_monitor(
     memory_limit: Limit,
     disk_limit: Limit,
     data_dir: PathBuf,
+    paging_ratio: f64,
+    paging_pressure: watch::Sender<bool>,
 ) -> watch::Receiver<Alarms> {
     let total = total_memory_bytes();
     let memory_limit_bytes = memory_limit.resolve(total);
@@ -174,6 +176,15 @@ pub fn start_monitor(
         loop {
             ticker.tick().await;
             let rss = resident_bytes().unwrap_or(0);
+            // Queues page out before the alarm (at half the watermark by default, as
+            // RabbitMQ), so that blocking publishers is the last resort.
+            let pressure = rss as f64 > memory_limit_bytes as f64 * paging_ratio;
+            if *paging_pressure.borrow() != pressure {
+                if pressure {
+                    info!("memory pressure: resident memory {rss} bytes is past {paging_ratio} of the high watermark; queues page messages to disk");
+                }
+                paging_pressure.send_replace(pressure);
+            }
             let free = free_disk_bytes(&data_dir).unwrap_or(u64::MAX);
             let now = Alarms {
                 memory: rss > memory_limit_bytes,

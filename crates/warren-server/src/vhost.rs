@@ -4,7 +4,7 @@
 //! rare; the publish path reads immutable snapshots (see `snapshot`) and takes no lock.
 
 use crate::durability::{self, Durability};
-use crate::queue_task::{self, QueueRef};
+use crate::queue_task::{self, LogSource, QueueRef};
 use crate::snapshot::Snapshot;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -90,12 +90,17 @@ impl VHost {
         })
     }
 
+    /// The stores, if this vhost keeps durable state.
+    pub fn durability(&self) -> Option<&Arc<Durability>> {
+        self.durability.as_ref()
+    }
+
     /// Rebuilds this vhost's durable exchanges, queues (with their messages) and bindings
     /// from the stores, at start-up.
     pub fn restore(self: &Arc<Self>, defs: &Definitions) {
-        let Some(durability) = self.durability.clone() else {
+        if self.durability.is_none() {
             return;
-        };
+        }
         for d in defs.exchanges.iter().filter(|d| d.vhost == self.name) {
             if let Some(meta) = durability::exchange_meta(d) {
                 let ex = Arc::new(Exchange::new(meta));
@@ -107,11 +112,9 @@ impl VHost {
             let Some(meta) = durability::queue_meta(d) else {
                 continue;
             };
-            match durability.open_queue_log(d.log_id) {
-                Ok((log, recovered, report)) => {
-                    durability::log_recovery(&d.name, &report);
-                    let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
-                    let queue = queue_task::spawn(id, meta, self, Some((d.log_id, log)), recovered);
+            let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
+            match queue_task::spawn(id, meta, self, Some(LogSource::Recover(d.log_id))) {
+                Ok(queue) => {
                     self.queues
                         .update(|m| m.insert(queue.meta.name.clone(), queue));
                 }
@@ -197,6 +200,11 @@ impl VHost {
 
     pub fn queue(&self, name: &str) -> Option<QueueRef> {
         self.queues.load().get(name).cloned()
+    }
+
+    /// Every queue of this vhost, at this moment.
+    pub fn all_queues(&self) -> Vec<QueueRef> {
+        self.queues.load().values().cloned().collect()
     }
 
     pub fn no_exchange(&self, name: &str) -> AmqpError {
@@ -307,13 +315,14 @@ impl VHost {
                 self.persist(&[DefinitionChange::PutQueue(durability::queue_def(
                     &self.name, &meta, log_id,
                 ))])?;
-                Some((log_id, log))
+                Some(LogSource::New(log_id, log))
             }
             // Exclusive queues die with their connection, so never outlive a restart.
             _ => None,
         };
         let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
-        let queue = queue_task::spawn(id, meta, self, log, Vec::new());
+        let queue =
+            queue_task::spawn(id, meta, self, log).expect("a new queue's log needs no recovery");
         self.queues
             .update(|m| m.insert(queue.meta.name.clone(), queue.clone()));
         Ok((queue, true))

@@ -126,7 +126,12 @@ impl Spill {
                 .ok_or_else(|| self.bad(number, offset, "record past the end".into()))?;
             Bytes::copy_from_slice(bytes)
         } else {
-            let file_len = seg.bytes;
+            // What is in the file (the active segment's tail may still be in the buffer).
+            let file_len = if number == self.active {
+                seg.bytes - self.buf.len() as u64
+            } else {
+                seg.bytes
+            };
             let path = self.dir.join(file_name(number));
             if number != self.active && self.reader.as_ref().is_none_or(|(n, _)| *n != number) {
                 let f = File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
@@ -291,6 +296,23 @@ mod tests {
         assert_eq!(spill.bytes(), 0);
         let files = std::fs::read_dir(dir.path().join("s")).unwrap().count();
         assert_eq!(files, 1, "only the (truncated) active segment is left");
+    }
+
+    #[test]
+    fn records_just_before_the_buffered_tail_of_the_active_segment_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spill = Spill::open(&dir.path().join("s"), 64 << 20).unwrap();
+        let mut places = Vec::new();
+        // Past the write buffer's size: part of the active segment is in the file, the rest
+        // still buffered, and reads near the boundary must not run past the file's end.
+        for i in 0..40u64 {
+            let body = vec![i as u8; 60_000];
+            places.push((spill.append(i, &msg(body.clone())).unwrap(), body));
+        }
+        assert!(!spill.buf.is_empty() && spill.bytes() > spill.buf.len() as u64);
+        for (place, body) in &places {
+            assert_eq!(spill.read(*place, body.len()).unwrap().body, &body[..]);
+        }
     }
 
     #[test]

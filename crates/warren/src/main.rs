@@ -53,6 +53,12 @@ struct ServeArgs {
     /// Block publishers when the data directory's disk has less free space [default: 1GiB]
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", value_name = "SIZE")]
     disk_free_limit: Option<Limit>,
+    /// Memory one queue's ready messages may hold before more are paged to disk [default: 32MiB]
+    #[arg(long, env = "WARREN_QUEUE_MEMORY_BUDGET", value_name = "FRACTION|SIZE")]
+    queue_memory_budget: Option<Limit>,
+    /// Page queues out under memory pressure from this fraction of the high watermark [default: 0.5]
+    #[arg(long, env = "WARREN_MEMORY_PAGING_RATIO", value_name = "RATIO")]
+    memory_paging_ratio: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,6 +92,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(limit) = args.disk_free_limit {
         config.disk_free_limit = limit;
+    }
+    if let Some(limit) = args.queue_memory_budget {
+        config.queue_memory_budget = limit;
+    }
+    if let Some(ratio) = args.memory_paging_ratio {
+        config.memory_paging_ratio = ratio;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -58,6 +58,20 @@ impl Ready {
         lane.get_mut(pos).filter(|q| q.seq == seq)
     }
 
+    /// Takes the message `seq` of priority `priority` out, wherever it is.
+    pub(super) fn remove(&mut self, seq: u64, priority: u8) -> Option<Queued> {
+        let lane = self.lane_of_priority(priority);
+        let deque = &mut self.lanes[lane];
+        let pos = deque.partition_point(|q| q.seq < seq);
+        if deque.get(pos).is_none_or(|q| q.seq != seq) {
+            return None;
+        }
+        let q = deque.remove(pos);
+        self.unmark_if_empty(lane);
+        self.len -= 1;
+        q
+    }
+
     /// The next message to deliver, without taking it.
     pub(super) fn front(&self) -> Option<&Queued> {
         self.top().and_then(|lane| self.lanes[lane].front())

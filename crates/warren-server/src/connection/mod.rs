@@ -548,7 +548,7 @@ impl Connection {
             let sink = (!wants_confirm.is_empty()).then(|| self.sink.clone());
             // A queue deleted meanwhile drops the message, as if it had been deleted after;
             // its publishes count as dealt with.
-            if !queue.send(QueueCmd::Publish { batch, sink }).await {
+            if !queue.publish(batch, sink).await {
                 self.on_confirmed(true, wants_confirm);
             }
         }

@@ -12,9 +12,11 @@
 //! log before its copy is in the destination's.
 
 use super::{wall_clock_ms, Publish, QueueRef, QueueTask};
+use crate::durability::blocking;
 use std::sync::Arc;
 use tracing::warn;
-use warren_core::queue::{dead_letter_message, is_death_cycle, Dead, DeathReason};
+use warren_core::queue::{dead_letter_message, is_death_cycle, Content, Dead, DeathReason};
+use warren_core::Message;
 
 impl QueueTask {
     /// Handles the messages that died since the last call.
@@ -23,22 +25,42 @@ impl QueueTask {
             return;
         }
         let dead = self.state.take_dead();
+        let dead_lettering = self.state.args().dead_letter.is_some();
+        // Paged-out messages are read back only to be dead-lettered, before the log learns
+        // that they are gone.
+        let dead: Vec<(Dead, Option<Arc<Message>>)> = dead
+            .into_iter()
+            .map(|d| {
+                let message = match &d.content {
+                    Content::Loaded(m) => Some(m.clone()),
+                    Content::Paged(p) if dead_lettering => {
+                        let seq = d.seq.unwrap_or_default();
+                        blocking(|| self.read_paged(seq, *p)).map(Arc::new)
+                    }
+                    Content::Paged(p) => {
+                        self.release(*p);
+                        None
+                    }
+                };
+                (d, message)
+            })
+            .collect();
         if self.log.is_some() {
             let gone: Vec<u64> = dead
                 .iter()
-                .filter(|d| d.message.is_persistent())
-                .filter_map(|d| d.seq)
+                .filter(|(d, _)| d.content.is_persistent())
+                .filter_map(|(d, _)| d.seq)
                 .collect();
             self.forget(&gone);
         }
-        if self.state.args().dead_letter.is_some() {
+        if dead_lettering {
             self.dead_letter(dead);
         }
     }
 
     /// Republishes dead messages through the dead-letter exchange. A missing exchange drops
     /// them, as RabbitMQ does; so does a destination that closes an automatic cycle.
-    fn dead_letter(&mut self, dead: Vec<Dead>) {
+    fn dead_letter(&mut self, dead: Vec<(Dead, Option<Arc<Message>>)>) {
         let Some(target) = self.state.args().dead_letter.clone() else {
             return;
         };
@@ -51,9 +73,10 @@ impl QueueTask {
         let now_secs = wall_clock_ms() / 1000;
         let mut batches: Vec<(QueueRef, Vec<Publish>)> = Vec::new();
         let mut routed = Vec::new();
-        for d in dead {
+        for (d, message) in dead {
+            let Some(message) = message else { continue };
             let message = Arc::new(dead_letter_message(
-                &d.message,
+                &message,
                 d.reason,
                 self.queue.name(),
                 &target,

@@ -61,6 +61,19 @@ pub(super) fn restored(m: StoredMessage) -> (Message, Option<u64>) {
     (message, enqueued_ms)
 }
 
+/// The message with its fields copied into their own allocations (a recovered message's
+/// fields are slices of its whole segment's read buffer).
+pub(super) fn detached(m: Message) -> Message {
+    let copy = |b: &Bytes| Bytes::copy_from_slice(b);
+    Message {
+        exchange: warren_amqp::ShortStr::from(m.exchange.as_str()),
+        routing_key: warren_amqp::ShortStr::from(m.routing_key.as_str()),
+        properties: m.properties,
+        properties_raw: copy(&m.properties_raw),
+        body: copy(&m.body),
+    }
+}
+
 fn split_envelope(raw: Bytes) -> (Bytes, Option<u64>) {
     if raw.len() >= ENVELOPE_BYTES && raw[..ENQUEUED_MARKER.len()] == ENQUEUED_MARKER {
         let ms = u64::from_be_bytes(

@@ -92,7 +92,10 @@ fn priorities_are_kept_for_paged_messages() {
     q.set_memory_budget(footprint() * 2);
     let mut disk = Disk::default();
     for i in 0..12 {
-        disk.publish(&mut q, msg_with(i, |p| p.priority = Some((i % 3) as u8 * 2)));
+        disk.publish(
+            &mut q,
+            msg_with(i, |p| p.priority = Some((i % 3) as u8 * 2)),
+        );
     }
     assert!(q.paged_count() >= 9);
     q.add_consumer(consumer(1, CH1, 0, true), "q").unwrap();
@@ -125,7 +128,10 @@ fn paged_messages_expire_drop_and_purge_as_index_entries() {
     assert!(expired
         .iter()
         .all(|d| d.reason == DeathReason::Expired && d.content.paged().is_some()));
-    assert_eq!((q.message_count(), q.paged_count(), q.ready_bytes()), (0, 0, 0));
+    assert_eq!(
+        (q.message_count(), q.paged_count(), q.ready_bytes()),
+        (0, 0, 0)
+    );
 }
 
 #[test]
