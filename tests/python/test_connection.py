@@ -22,6 +22,7 @@ EXPECTED_CAPABILITIES = (
     "connection.blocked",
     "authentication_failure_close",
     "per_consumer_qos",
+    "consumer_priorities",
 )
 
 

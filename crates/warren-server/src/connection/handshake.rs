@@ -284,6 +284,7 @@ fn server_properties() -> FieldTable {
         "authentication_failure_close",
         "per_consumer_qos",
         "direct_reply_to",
+        "consumer_priorities",
     ] {
         caps.insert(cap, FieldValue::Bool(true));
     }
