@@ -43,6 +43,9 @@ pub struct StoredMessage {
     /// The content header's property flags and property list, as received.
     pub properties_raw: Bytes,
     pub body: Bytes,
+    /// When the message was enqueued (ms since the Unix epoch), kept for messages whose TTL
+    /// must count from it across a restart.
+    pub enqueued_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

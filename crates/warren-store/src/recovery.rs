@@ -362,7 +362,8 @@ fn recover_segment(
     };
     report.messages += live.len() as u64;
     for l in live {
-        let layout = MessageLayout::from_lengths(l.lengths, l.seq, l.payload_len as usize);
+        let payload = &bytes[l.payload_start..l.payload_start + l.payload_len as usize];
+        let layout = MessageLayout::from_lengths(l.lengths, l.seq, payload);
         let at = |r: Range<usize>| bytes.slice(l.payload_start + r.start..l.payload_start + r.end);
         let short = |r| ShortStr::from_bytes(at(r)).expect("UTF-8 checked during the scan");
         out(RecoveredMessage {
@@ -372,6 +373,7 @@ fn recover_segment(
                 routing_key: short(layout.routing_key),
                 properties_raw: at(layout.properties),
                 body: at(layout.body),
+                enqueued_ms: layout.enqueued_ms,
             },
             redelivered: l.redelivered,
         });

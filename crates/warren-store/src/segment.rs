@@ -12,7 +12,9 @@
 //!
 //! ```text
 //! payload := seq: u64 LE
-//!            kind: u8                      1 = message; other values are reserved (streams)
+//!            kind: u8                      1 = message, 2 = message with enqueue time;
+//!                                          other values are reserved (streams)
+//!            [enqueued_ms: u64 LE]         kind 2 only: ms since the Unix epoch (TTLs)
 //!            exchange_len: u8, exchange    UTF-8, as published
 //!            routing_key_len: u8, routing_key
 //!            properties_len: u32 LE, properties_raw   the content header's property bytes
@@ -38,6 +40,8 @@ use std::ops::Range;
 
 /// `kind` byte of a message record.
 const KIND_MESSAGE: u8 = 1;
+/// `kind` byte of a message record that carries its enqueue time.
+const KIND_TIMED_MESSAGE: u8 = 2;
 
 /// seq + kind + the two short-string lengths + the two long lengths.
 pub(crate) const MIN_MESSAGE_PAYLOAD_BYTES: usize = 8 + 1 + 1 + 1 + 4 + 4;
@@ -72,6 +76,7 @@ pub(crate) fn parse_file_name(name: &str) -> Option<LogFile> {
 
 pub(crate) fn message_payload_len(msg: &StoredMessage) -> usize {
     MIN_MESSAGE_PAYLOAD_BYTES
+        + if msg.enqueued_ms.is_some() { 8 } else { 0 }
         + msg.exchange.len()
         + msg.routing_key.len()
         + msg.properties_raw.len()
@@ -83,7 +88,13 @@ pub(crate) fn message_payload_len(msg: &StoredMessage) -> usize {
 pub(crate) fn encode_message(out: &mut Vec<u8>, seq: u64, msg: &StoredMessage) {
     out.reserve(message_payload_len(msg));
     out.extend_from_slice(&seq.to_le_bytes());
-    out.push(KIND_MESSAGE);
+    match msg.enqueued_ms {
+        None => out.push(KIND_MESSAGE),
+        Some(ms) => {
+            out.push(KIND_TIMED_MESSAGE);
+            out.extend_from_slice(&ms.to_le_bytes());
+        }
+    }
     out.push(msg.exchange.len() as u8);
     out.extend_from_slice(msg.exchange.as_bytes());
     out.push(msg.routing_key.len() as u8);
@@ -98,6 +109,7 @@ pub(crate) fn encode_message(out: &mut Vec<u8>, seq: u64, msg: &StoredMessage) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MessageLayout {
     pub seq: u64,
+    pub enqueued_ms: Option<u64>,
     pub exchange: Range<usize>,
     pub routing_key: Range<usize>,
     pub properties: Range<usize>,
@@ -105,16 +117,25 @@ pub(crate) struct MessageLayout {
 }
 
 impl MessageLayout {
-    /// The layout of a payload already checked by [`decode_message`], from the three field
-    /// lengths that are not implied by the payload's length (so recovery can keep 8 bytes
-    /// per live record instead of the whole layout).
-    pub fn from_lengths(lengths: FieldLengths, seq: u64, payload_len: usize) -> MessageLayout {
-        let exchange = 10..10 + lengths.exchange as usize;
+    /// The layout of a payload already checked by [`decode_message`], from the field
+    /// lengths that are not implied by the payload's length (so recovery can keep a few
+    /// bytes per live record instead of the whole layout) and the payload itself (for the
+    /// enqueue time).
+    pub fn from_lengths(lengths: FieldLengths, seq: u64, payload: &[u8]) -> MessageLayout {
+        let payload_len = payload.len();
+        let (enqueued_ms, start) = if lengths.timed {
+            let ms = u64::from_le_bytes(payload[9..17].try_into().expect("checked by decode"));
+            (Some(ms), 18)
+        } else {
+            (None, 10)
+        };
+        let exchange = start..start + lengths.exchange as usize;
         let routing_key = exchange.end + 1..exchange.end + 1 + lengths.routing_key as usize;
         let properties = routing_key.end + 4..routing_key.end + 4 + lengths.properties as usize;
         let body = properties.end + 4..payload_len;
         MessageLayout {
             seq,
+            enqueued_ms,
             exchange,
             routing_key,
             properties,
@@ -124,6 +145,7 @@ impl MessageLayout {
 
     pub fn lengths(&self) -> FieldLengths {
         FieldLengths {
+            timed: self.enqueued_ms.is_some(),
             exchange: self.exchange.len() as u8,
             routing_key: self.routing_key.len() as u8,
             properties: self.properties.len() as u32,
@@ -134,6 +156,8 @@ impl MessageLayout {
 /// The lengths of a message's variable fields, body excepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FieldLengths {
+    /// The record carries an enqueue time (kind 2).
+    pub timed: bool,
     pub exchange: u8,
     pub routing_key: u8,
     pub properties: u32,
@@ -146,10 +170,14 @@ pub(crate) fn decode_message(p: &[u8]) -> Result<MessageLayout, DamageKind> {
         return Err(bad("message payload too short"));
     }
     let seq = u64::from_le_bytes(p[0..8].try_into().unwrap());
-    if p[8] != KIND_MESSAGE {
-        return Err(bad("unknown record kind"));
-    }
-    let mut pos = 9;
+    let (enqueued_ms, mut pos) = match p[8] {
+        KIND_MESSAGE => (None, 9),
+        KIND_TIMED_MESSAGE => {
+            let b = p.get(9..17).ok_or(bad("enqueue time past the end"))?;
+            (Some(u64::from_le_bytes(b.try_into().unwrap())), 17)
+        }
+        _ => return Err(bad("unknown record kind")),
+    };
     let mut field = |width: usize| -> Result<Range<usize>, DamageKind> {
         let len = match width {
             1 => *p.get(pos).ok_or(bad("field length past the end"))? as usize,
@@ -182,6 +210,7 @@ pub(crate) fn decode_message(p: &[u8]) -> Result<MessageLayout, DamageKind> {
     }
     Ok(MessageLayout {
         seq,
+        enqueued_ms,
         exchange,
         routing_key,
         properties,
@@ -215,6 +244,7 @@ pub(crate) fn decode_message_record(record: Bytes) -> Result<(u64, StoredMessage
         routing_key: short(layout.routing_key.clone()),
         properties_raw: payload.slice(layout.properties.clone()),
         body: payload.slice(layout.body.clone()),
+        enqueued_ms: layout.enqueued_ms,
     };
     Ok((layout.seq, message))
 }
@@ -354,6 +384,7 @@ mod tests {
             routing_key: "orders.eu".into(),
             properties_raw: Bytes::from_static(&[0x80, 0x00, 0x0a]),
             body: Bytes::from_static(body),
+            enqueued_ms: None,
         }
     }
 
@@ -364,12 +395,31 @@ mod tests {
         encode_message(&mut out, 77, &m);
         assert_eq!(out.len(), message_payload_len(&m));
         let l = decode_message(&out).unwrap();
-        assert_eq!(MessageLayout::from_lengths(l.lengths(), 77, out.len()), l);
+        assert_eq!(MessageLayout::from_lengths(l.lengths(), 77, &out), l);
         assert_eq!(l.seq, 77);
         assert_eq!(&out[l.exchange], b"amq.direct");
         assert_eq!(&out[l.routing_key], b"orders.eu");
         assert_eq!(&out[l.properties], &[0x80, 0x00, 0x0a]);
         assert_eq!(&out[l.body], b"hello");
+    }
+
+    #[test]
+    fn enqueue_time_round_trips_and_old_records_have_none() {
+        let mut m = msg(b"timed");
+        m.enqueued_ms = Some(1_700_000_000_123);
+        let mut out = Vec::new();
+        encode_message(&mut out, 5, &m);
+        assert_eq!(out.len(), message_payload_len(&m));
+        let l = decode_message(&out).unwrap();
+        assert_eq!(l.enqueued_ms, Some(1_700_000_000_123));
+        assert_eq!(MessageLayout::from_lengths(l.lengths(), 5, &out), l);
+        assert_eq!(&out[l.body], b"timed");
+        for cut in 0..out.len() {
+            assert!(decode_message(&out[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut plain = Vec::new();
+        encode_message(&mut plain, 5, &msg(b"x"));
+        assert_eq!(decode_message(&plain).unwrap().enqueued_ms, None);
     }
 
     #[test]

@@ -269,6 +269,7 @@ mod tests {
             routing_key: "rk".into(),
             properties_raw: Bytes::from_static(&[0x10, 0x00, 0x02]),
             body: Bytes::from(body),
+            enqueued_ms: None,
         }
     }
 

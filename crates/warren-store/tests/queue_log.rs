@@ -50,12 +50,14 @@ fn message_fields_round_trip_exactly() {
             routing_key: "".into(),
             properties_raw: Bytes::new(),
             body: Bytes::new(),
+            enqueued_ms: None,
         },
         StoredMessage {
             exchange: "ünïcode-x".into(),
             routing_key: long_key.as_str().into(),
             properties_raw: Bytes::from_static(&[0xff; 40]),
             body: Bytes::from((0..=255u8).cycle().take(100_000).collect::<Vec<_>>()),
+            enqueued_ms: None,
         },
     ];
     for (i, m) in cases.iter().enumerate() {

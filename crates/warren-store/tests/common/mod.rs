@@ -30,6 +30,8 @@ pub fn message(seq: u64, body_len: usize) -> StoredMessage {
         routing_key: format!("orders.{seq}").as_str().into(),
         properties_raw: Bytes::from(vec![0x90, 0x00, (seq % 251) as u8]),
         body: Bytes::from(body),
+        // Both record kinds: with and without an enqueue time.
+        enqueued_ms: (seq % 2 == 0).then_some(1_700_000_000_000 + seq),
     }
 }
 
