@@ -13,7 +13,7 @@
 
 use crate::acks::{self, Mark};
 use crate::fsio;
-use crate::record::{put_record, MAX_PAYLOAD_BYTES, RECORD_HEADER_BYTES};
+use crate::record::put_record;
 use crate::segment::{self, Segment};
 use crate::StoreError;
 use bytes::Bytes;
@@ -139,14 +139,7 @@ impl QueueLog {
                 next_seq: self.next_seq,
             });
         }
-        let payload_len = segment::message_payload_len(msg);
-        if payload_len > MAX_PAYLOAD_BYTES {
-            return Err(StoreError::MessageTooLarge {
-                bytes: payload_len as u64,
-                max_bytes: MAX_PAYLOAD_BYTES as u64,
-            });
-        }
-        let record_bytes = (RECORD_HEADER_BYTES + payload_len) as u64;
+        let record_bytes = segment::message_record_len(msg)?;
         let active = self.active();
         if active.records() > 0 && active.file_bytes + record_bytes > self.segment_size_bytes {
             let r = self.roll(seq);

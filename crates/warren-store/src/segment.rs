@@ -83,6 +83,20 @@ pub(crate) fn message_payload_len(msg: &StoredMessage) -> usize {
         + msg.body.len()
 }
 
+/// The size of the record [`encode_message`] makes of `msg`, header included; refused if its
+/// payload would pass the record size limit.
+pub(crate) fn message_record_len(msg: &StoredMessage) -> Result<u64, crate::StoreError> {
+    use crate::record::{MAX_PAYLOAD_BYTES, RECORD_HEADER_BYTES};
+    let payload_len = message_payload_len(msg);
+    if payload_len > MAX_PAYLOAD_BYTES {
+        return Err(crate::StoreError::MessageTooLarge {
+            bytes: payload_len as u64,
+            max_bytes: MAX_PAYLOAD_BYTES as u64,
+        });
+    }
+    Ok((RECORD_HEADER_BYTES + payload_len) as u64)
+}
+
 /// Appends a message payload; the caller has checked that the lengths fit their fields
 /// (`ShortStr` guarantees ≤ 255; the record limit keeps the rest under 4 GiB).
 pub(crate) fn encode_message(out: &mut Vec<u8>, seq: u64, msg: &StoredMessage) {

@@ -13,7 +13,7 @@
 //! Architecture invariant: plain blocking std I/O, as the rest of the store.
 
 use crate::fsio;
-use crate::record::{put_record, MAX_PAYLOAD_BYTES, RECORD_HEADER_BYTES};
+use crate::record::{put_record, RECORD_HEADER_BYTES};
 use crate::segment;
 use crate::{StoreError, StoredMessage};
 use bytes::Bytes;
@@ -81,14 +81,7 @@ impl Spill {
 
     /// Writes a message out (`seq` is kept in the record as a check) and returns its place.
     pub fn append(&mut self, seq: u64, msg: &StoredMessage) -> Result<u64, StoreError> {
-        let payload_len = segment::message_payload_len(msg);
-        if payload_len > MAX_PAYLOAD_BYTES {
-            return Err(StoreError::MessageTooLarge {
-                bytes: payload_len as u64,
-                max_bytes: MAX_PAYLOAD_BYTES as u64,
-            });
-        }
-        let record_bytes = (RECORD_HEADER_BYTES + payload_len) as u64;
+        let record_bytes = segment::message_record_len(msg)?;
         let active = &self.segments[&self.active];
         if active.bytes > 0 && active.bytes + record_bytes > self.segment_size_bytes {
             self.roll()?;
