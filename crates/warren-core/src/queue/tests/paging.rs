@@ -189,3 +189,9 @@ fn restored_messages_can_start_paged() {
     q.add_consumer(consumer(1, CH1, 0, true), "q").unwrap();
     assert_eq!(disk.drain(&mut q), vec![3, 4]);
 }
+
+#[test]
+fn an_index_entry_stays_small() {
+    // README and ARCHITECTURE state what a paged message costs in RAM.
+    assert!(std::mem::size_of::<Queued>() <= 48, "{}", std::mem::size_of::<Queued>());
+}
