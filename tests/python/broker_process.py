@@ -32,7 +32,7 @@ from typing import Optional
 import pika
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LISTENING_RE = re.compile(r"listening on ([0-9.]+):(\d+)")
+LISTENING_RE = re.compile(r"listening on ([0-9.]+|\[[0-9a-f:]*\]):(\d+)")
 PANIC_RE = re.compile(r"panicked at")
 ANSI_ESCAPE_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 STARTUP_TIMEOUT_S = 20.0
@@ -61,7 +61,9 @@ class WarrenProcess:
     owns_data_dir: bool = True
 
     @classmethod
-    def start(cls, extra_args: tuple = (), data_dir: Optional[Path] = None) -> "WarrenProcess":
+    def start(
+        cls, extra_args: tuple = (), data_dir: Optional[Path] = None, listen: str = "127.0.0.1:0"
+    ) -> "WarrenProcess":
         binary = warren_bin()
         if not binary.exists():
             raise RuntimeError(
@@ -71,7 +73,7 @@ class WarrenProcess:
         owns_data_dir = data_dir is None
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="warren-pytest-"))
-        cmd = [str(binary), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
+        cmd = [str(binary), "serve", "--listen", listen, "--data-dir", str(data_dir)]
         cmd += list(extra_args)
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
@@ -201,9 +203,11 @@ class Broker:
         return pika.BlockingConnection(self.params(**overrides))
 
 
-def start_warren_broker(extra_args: tuple = (), data_dir: Optional[Path] = None) -> Broker:
+def start_warren_broker(
+    extra_args: tuple = (), data_dir: Optional[Path] = None, listen: str = "127.0.0.1:0"
+) -> Broker:
     """Start Warren (on a fresh data dir unless one is given) and wait until it listens."""
-    warren = WarrenProcess.start(extra_args, data_dir)
+    warren = WarrenProcess.start(extra_args, data_dir, listen)
     try:
         host, port = warren.wait_for_listening()
     except Exception:

@@ -76,3 +76,23 @@ def test_durable_queue_and_persistent_messages_survive_a_restart(tmp_path):
     finally:
         assert second.warren.stop() == 0
         assert second.warren.problems() == []
+
+
+def test_listening_on_every_ipv6_address_takes_ipv4_and_ipv6_clients():
+    # Warren's default listener is `[::]`, as RabbitMQ's: Node.js resolves `localhost` to
+    # ::1 first, Python to 127.0.0.1; both must reach the broker.
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    broker = start_warren_broker(listen="[::]:0")
+    try:
+        assert broker.host == "[::]"
+        for host in ("127.0.0.1", "::1"):
+            params = broker.params(host=host)
+            conn = pika.BlockingConnection(params)  # guest: loopback over either family
+            conn.channel().queue_declare("", exclusive=True)
+            conn.close()
+    finally:
+        assert broker.warren.stop() == 0
+        broker.warren.cleanup()

@@ -39,7 +39,7 @@ impl Broker {
 
     /// Checks a user's password. `guest`, as in RabbitMQ, may only log in from loopback.
     pub fn authenticate(&self, user: &str, password: &str, peer: SocketAddr) -> bool {
-        if user == "guest" && !peer.ip().is_loopback() {
+        if user == "guest" && !peer.ip().to_canonical().is_loopback() {
             return false;
         }
         self.config
@@ -59,7 +59,7 @@ impl Broker {
     /// Binds the listener and starts accepting connections.
     pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let budget = config
@@ -111,6 +111,21 @@ impl Broker {
             max_connections,
             accept,
         })
+    }
+}
+
+/// Binds the AMQP listener. The default, every IPv6 address (`[::]`), also takes IPv4
+/// clients (a dual-stack socket, as RabbitMQ listens): clients that resolve `localhost` to
+/// `::1` first, as Node.js does, find the broker either way. Where IPv6 is not available
+/// that falls back to every IPv4 address.
+async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+            warn!("cannot listen on {addr} ({e}); listening on {v4}");
+            TcpListener::bind(v4).await
+        }
+        r => r,
     }
 }
 

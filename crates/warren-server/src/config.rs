@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where the AMQP listener binds. Port 0 picks a free port (logged at start-up).
+    /// Where the AMQP listener binds. Port 0 picks a free port (logged at start-up). The
+    /// default `[::]:5672` takes IPv4 and IPv6 clients.
     pub listen: SocketAddr,
     /// Where durable state lives.
     pub data_dir: PathBuf,
@@ -52,7 +53,7 @@ pub struct User {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            listen: "0.0.0.0:5672".parse().expect("valid literal"),
+            listen: "[::]:5672".parse().expect("valid literal"),
             data_dir: PathBuf::from("./warren-data"),
             heartbeat_secs: 60,
             frame_max: 131_072,

@@ -34,7 +34,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address and port for AMQP clients [default: 0.0.0.0:5672; port 0 picks a free port]
+    /// Address and port for AMQP clients [default: [::]:5672, IPv4 and IPv6; port 0 picks a free port]
     #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
     /// Directory for durable state [default: ./warren-data]

@@ -193,5 +193,9 @@ fn restored_messages_can_start_paged() {
 #[test]
 fn an_index_entry_stays_small() {
     // README and ARCHITECTURE state what a paged message costs in RAM.
-    assert!(std::mem::size_of::<Queued>() <= 48, "{}", std::mem::size_of::<Queued>());
+    assert!(
+        std::mem::size_of::<Queued>() <= 48,
+        "{}",
+        std::mem::size_of::<Queued>()
+    );
 }
