@@ -28,8 +28,10 @@ impl Connection {
             }
             return self.reply(ch, !m.nowait, Method::ExchangeDeclareOk);
         }
+        // A channel error, as RabbitMQ 3.13 and later (3.10 closed the connection with 503
+        // COMMAND_INVALID); current clients' own suites, pika's among them, expect this.
         let Some(kind) = ExchangeKind::parse(&m.kind) else {
-            return Err(AmqpError::command_invalid(format!(
+            return Err(AmqpError::precondition(format!(
                 "unknown exchange type '{}'",
                 m.kind
             )));
