@@ -172,6 +172,27 @@ def test_bind_routes_and_unbind_stops_routing(ch, queue):
     ch.queue_unbind(queue, "amq.direct", routing_key=queue + ".key")
 
 
+def test_unbinding_is_idempotent_even_when_an_end_is_missing(ch, queue, names):
+    # RabbitMQ answers unbind-ok whatever is missing; clients rely on it when they unbind
+    # an auto-delete queue that went with its last consumer (aio-pika's RPC does).
+    ch.queue_unbind(names("no-such-queue"), "amq.direct", routing_key="k")
+    ch.queue_unbind(queue, names("no-such-exchange"), routing_key="k")
+    ch.exchange_unbind(names("no-such-dest"), "amq.direct", routing_key="k")
+    ch.exchange_unbind("amq.fanout", names("no-such-source"), routing_key="k")
+    # Binding, though, needs both ends.
+    with channel_closed_by_broker(404, "no queue"):
+        ch.queue_bind(names("no-such-queue"), "amq.direct", routing_key="k")
+
+
+def test_auto_delete_queue_unbound_after_its_consumer_left(broker, ch):
+    q = ch.queue_declare("", auto_delete=True).method.queue
+    ch.queue_bind(q, "amq.headers", arguments={"From": q, "x-match": "any"})
+    tag = ch.basic_consume(q, lambda *a: None, auto_ack=True, exclusive=True)
+    ch.basic_cancel(tag)
+    ch.queue_unbind(q, "amq.headers", arguments={"From": q, "x-match": "any"})
+    assert not queue_exists(broker, q)
+
+
 def test_binding_the_same_key_twice_delivers_once(ch, queue):
     ch.queue_bind(queue, "amq.topic", routing_key="dup.#")
     ch.queue_bind(queue, "amq.topic", routing_key="dup.#")

@@ -83,9 +83,16 @@ impl Connection {
             return Err(default_exchange_refusal());
         }
         if self.vhost.exchange(&m.destination).is_none() {
+            if !bind {
+                // Unbinding is idempotent in RabbitMQ: a missing end is not an error.
+                return self.reply(ch, !m.nowait, Method::ExchangeUnbindOk);
+            }
             return Err(self.vhost.no_exchange(&m.destination));
         }
         let dest = Destination::Exchange(m.destination.clone());
+        if !bind && self.vhost.exchange(&m.source).is_none() && !m.source.is_empty() {
+            return self.reply(ch, !m.nowait, Method::ExchangeUnbindOk);
+        }
         if bind {
             self.vhost
                 .bind(&m.source, dest, &m.routing_key, &m.arguments)?;
@@ -174,11 +181,16 @@ impl Connection {
         self.reply(ch, !m.nowait, Method::QueueBindOk)
     }
 
+    /// Unbinding is idempotent, as in RabbitMQ: a binding, queue or exchange that does not
+    /// exist (an auto-delete queue that went with its last consumer, say) is not an error.
     pub(super) fn queue_unbind(&mut self, ch: u16, m: QueueUnbind) -> Result<(), AmqpError> {
-        let queue = self.lookup_queue(ch, &m.queue)?;
-        if self.vhost.exchange(&m.exchange).is_none() && !m.exchange.is_empty() {
-            return Err(self.vhost.no_exchange(&m.exchange));
+        let name = self.current_queue(ch, &m.queue)?;
+        if self.vhost.queue(&name).is_none()
+            || (self.vhost.exchange(&m.exchange).is_none() && !m.exchange.is_empty())
+        {
+            return self.reply(ch, true, Method::QueueUnbindOk);
         }
+        let queue = self.lookup_queue(ch, &m.queue)?;
         self.vhost.unbind(
             &m.exchange,
             &Destination::Queue(queue),
