@@ -319,11 +319,18 @@ def test_connection_method_on_a_channel_is_command_invalid(opened):
     assert_closed_with(opened, 503, "COMMAND_INVALID", (10, 40))
 
 
+def test_a_channel_id_above_channel_max_is_accepted_as_rabbitmq_does(broker, raw):
+    # RabbitMQ counts open channels rather than checking ids against channel-max, and
+    # clients' own suites (aiormq's) open channel 65535 under a channel-max of 2047.
+    raw.handshake(broker.username, broker.password, broker.vhost, channel_max=3)
+    raw.open_channel(65535)
+    raw.open_channel(4)
+
+
 def test_opening_more_channels_than_channel_max_is_not_allowed(broker, raw):
-    # RabbitMQ counts open channels rather than checking ids (a lone channel 4 would be
-    # accepted), so the refusal is pinned where both readings agree: every id up to
-    # channel-max in use, then one more. Its text: "NOT_ALLOWED - number of channels
-    # opened (3) has reached the negotiated channel_max (3)".
+    # RabbitMQ counts open channels: with every one of channel-max in use, one more is
+    # refused: "NOT_ALLOWED - number of channels opened (3) has reached the negotiated
+    # channel_max (3)".
     raw.handshake(broker.username, broker.password, broker.vhost, channel_max=3)
     for channel in (1, 2, 3):
         raw.open_channel(channel)

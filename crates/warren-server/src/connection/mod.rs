@@ -342,7 +342,9 @@ impl Connection {
         let state = self.channels.get(&ch).map(|c| c.state);
         match (state, &method) {
             (None, Method::ChannelOpen) => {
-                if self.channels.len() >= self.channel_max as usize || ch > self.channel_max {
+                // RabbitMQ counts open channels and does not check ids against channel-max:
+                // clients rely on it (aiormq's suite opens channel 65535 under 2047).
+                if self.channels.len() >= self.channel_max as usize {
                     let max = self.channel_max;
                     let error = AmqpError::not_allowed(format!(
                         "number of channels opened ({}) has reached the negotiated channel_max ({max})",
