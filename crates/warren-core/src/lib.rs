@@ -10,6 +10,7 @@ pub mod args;
 pub mod entity;
 pub mod error;
 pub mod message;
+pub mod policy;
 pub mod queue;
 pub mod routing;
 
