@@ -26,7 +26,7 @@ mod segment;
 mod spill;
 
 pub use definitions::{
-    BindingDef, DefinitionChange, DefinitionStore, Definitions, ExchangeDef, QueueDef,
+    BindingDef, DefinitionChange, DefinitionStore, Definitions, ExchangeDef, PolicyDef, QueueDef,
     COMPACT_MIN_LOG_BYTES,
 };
 pub use error::StoreError;

@@ -8,7 +8,8 @@ use common::{temp_dir, truncate};
 use std::path::Path;
 use warren_amqp::{Decimal, FieldTable, FieldValue};
 use warren_store::{
-    BindingDef, DefinitionChange, DefinitionStore, Definitions, ExchangeDef, QueueDef, StoreError,
+    BindingDef, DefinitionChange, DefinitionStore, Definitions, ExchangeDef, PolicyDef, QueueDef,
+    StoreError,
 };
 
 fn exchange(vhost: &str, name: &str) -> ExchangeDef {
@@ -379,4 +380,43 @@ fn damaged_snapshot_refuses_to_open() {
         DefinitionStore::open(dir.path()),
         Err(StoreError::Corrupt { .. })
     ));
+}
+
+fn policy(name: &str, priority: &str) -> PolicyDef {
+    PolicyDef {
+        vhost: "/".into(),
+        name: name.into(),
+        pattern: "^orders\\.".into(),
+        apply_to: "queues".into(),
+        priority: priority.into(),
+        definition: r#"{"max-length":10,"overflow":"reject-publish"}"#.into(),
+    }
+}
+
+#[test]
+fn policies_survive_reopen_and_compaction_and_are_replaced_by_name() {
+    let dir = temp_dir();
+    let (mut store, _) = reopen(dir.path());
+    store
+        .apply(&[DefinitionChange::PutPolicy(policy("a", "0"))])
+        .unwrap();
+    store
+        .apply(&[
+            DefinitionChange::PutPolicy(policy("b", "1")),
+            DefinitionChange::PutPolicy(policy("a", "7")),
+        ])
+        .unwrap();
+    drop(store);
+    let (mut store, defs) = reopen(dir.path());
+    assert_eq!(defs.policies, vec![policy("a", "7"), policy("b", "1")]);
+    store
+        .apply(&[DefinitionChange::DeletePolicy {
+            vhost: "/".into(),
+            name: "b".into(),
+        }])
+        .unwrap();
+    store.compact().unwrap();
+    drop(store);
+    let (_, defs) = reopen(dir.path());
+    assert_eq!(defs.policies, vec![policy("a", "7")]);
 }

@@ -13,12 +13,14 @@
 //!   4 delete queue     vhost, name: str
 //!   5 put binding      vhost, source, destination_kind, destination, routing_key: str | arguments: table
 //!   6 delete binding   (as 5)
+//!   7 put policy       vhost, name, pattern, apply_to, priority (JSON number), definition (JSON object): str
+//!   8 delete policy    vhost, name: str
 //! str      := len: u32 LE | UTF-8 bytes
 //! table    := an AMQP field table exactly as on the wire (u32 BE byte count, then entries),
 //!             so that every field value type round-trips as the client sent it
 //! ```
 
-use super::{BindingDef, DefinitionChange, ExchangeDef, QueueDef};
+use super::{BindingDef, DefinitionChange, ExchangeDef, PolicyDef, QueueDef};
 use bytes::{Bytes, BytesMut};
 use warren_amqp::FieldTable;
 
@@ -28,6 +30,8 @@ const PUT_QUEUE: u8 = 3;
 const DELETE_QUEUE: u8 = 4;
 const PUT_BINDING: u8 = 5;
 const DELETE_BINDING: u8 = 6;
+const PUT_POLICY: u8 = 7;
+const DELETE_POLICY: u8 = 8;
 
 const FLAG_DURABLE: u8 = 1;
 const FLAG_AUTO_DELETE: u8 = 2;
@@ -58,6 +62,8 @@ pub(crate) enum ChangeRef<'a> {
     DeleteQueue(&'a str, &'a str),
     PutBinding(&'a BindingDef),
     DeleteBinding(&'a BindingDef),
+    PutPolicy(&'a PolicyDef),
+    DeletePolicy(&'a str, &'a str),
 }
 
 impl<'a> From<&'a DefinitionChange> for ChangeRef<'a> {
@@ -71,6 +77,8 @@ impl<'a> From<&'a DefinitionChange> for ChangeRef<'a> {
             DefinitionChange::DeleteQueue { vhost, name } => ChangeRef::DeleteQueue(vhost, name),
             DefinitionChange::PutBinding(b) => ChangeRef::PutBinding(b),
             DefinitionChange::DeleteBinding(b) => ChangeRef::DeleteBinding(b),
+            DefinitionChange::PutPolicy(p) => ChangeRef::PutPolicy(p),
+            DefinitionChange::DeletePolicy { vhost, name } => ChangeRef::DeletePolicy(vhost, name),
         }
     }
 }
@@ -117,6 +125,24 @@ fn encode_change(out: &mut Vec<u8>, c: ChangeRef<'_>) {
             put_str(out, &b.destination);
             put_str(out, &b.routing_key);
             put_table(out, &b.arguments);
+        }
+        ChangeRef::PutPolicy(p) => {
+            out.push(PUT_POLICY);
+            for s in [
+                &p.vhost,
+                &p.name,
+                &p.pattern,
+                &p.apply_to,
+                &p.priority,
+                &p.definition,
+            ] {
+                put_str(out, s);
+            }
+        }
+        ChangeRef::DeletePolicy(vhost, name) => {
+            out.push(DELETE_POLICY);
+            put_str(out, vhost);
+            put_str(out, name);
         }
     }
 }
@@ -264,6 +290,18 @@ impl Reader<'_> {
                     DefinitionChange::DeleteBinding(b)
                 }
             }
+            PUT_POLICY => DefinitionChange::PutPolicy(PolicyDef {
+                vhost: self.string()?,
+                name: self.string()?,
+                pattern: self.string()?,
+                apply_to: self.string()?,
+                priority: self.string()?,
+                definition: self.string()?,
+            }),
+            DELETE_POLICY => DefinitionChange::DeletePolicy {
+                vhost: self.string()?,
+                name: self.string()?,
+            },
             _ => return Err("unknown change tag"),
         })
     }
@@ -348,6 +386,18 @@ mod tests {
             },
             DefinitionChange::PutBinding(binding.clone()),
             DefinitionChange::DeleteBinding(binding),
+            DefinitionChange::PutPolicy(PolicyDef {
+                vhost: "/".into(),
+                name: "limits".into(),
+                pattern: "^orders\\.".into(),
+                apply_to: "queues".into(),
+                priority: "1.5".into(),
+                definition: r#"{"max-length":10}"#.into(),
+            }),
+            DefinitionChange::DeletePolicy {
+                vhost: "/".into(),
+                name: "limits".into(),
+            },
         ];
         let mut out = Vec::new();
         encode_transaction(&mut out, 42, changes.iter().map(ChangeRef::from));

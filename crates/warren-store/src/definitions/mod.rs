@@ -1,5 +1,5 @@
 //! [`DefinitionStore`]: the durable exchanges, queues and bindings, so that a restarted broker
-//! declares again what clients declared durable. Changes are durable (fdatasynced) before
+//! declares again what clients declared durable, and the policies. Changes are durable (fdatasynced) before
 //! `apply` returns, since the broker sends `declare-ok` after it.
 //!
 //! # On disk
@@ -66,6 +66,21 @@ pub struct QueueDef {
     pub log_id: u64,
 }
 
+/// A policy as set (validated by the broker before it is stored). The store keeps its
+/// priority and definition as the JSON text the broker gave, without reading them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyDef {
+    pub vhost: String,
+    pub name: String,
+    pub pattern: String,
+    /// `queues`, `exchanges` or `all`.
+    pub apply_to: String,
+    /// A JSON number.
+    pub priority: String,
+    /// A JSON object.
+    pub definition: String,
+}
+
 /// A binding's identity is all of its fields, arguments included (as in RabbitMQ).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BindingDef {
@@ -96,6 +111,12 @@ pub enum DefinitionChange {
     },
     PutBinding(BindingDef),
     DeleteBinding(BindingDef),
+    /// Sets or replaces the policy with this vhost and name.
+    PutPolicy(PolicyDef),
+    DeletePolicy {
+        vhost: String,
+        name: String,
+    },
 }
 
 /// What the store holds, each list sorted by vhost then name (bindings by all fields).
@@ -104,6 +125,7 @@ pub struct Definitions {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    pub policies: Vec<PolicyDef>,
 }
 
 type NameKey = (String, String);
@@ -115,6 +137,7 @@ struct State {
     exchanges: BTreeMap<NameKey, ExchangeDef>,
     queues: BTreeMap<NameKey, QueueDef>,
     bindings: BTreeMap<BindingKey, BindingDef>,
+    policies: BTreeMap<NameKey, PolicyDef>,
 }
 
 fn binding_key(b: &BindingDef) -> BindingKey {
@@ -159,6 +182,13 @@ impl State {
             DefinitionChange::DeleteBinding(b) => {
                 self.bindings.remove(&binding_key(b));
             }
+            DefinitionChange::PutPolicy(p) => {
+                self.policies
+                    .insert((p.vhost.clone(), p.name.clone()), p.clone());
+            }
+            DefinitionChange::DeletePolicy { vhost, name } => {
+                self.policies.remove(&(vhost.clone(), name.clone()));
+            }
         }
     }
 
@@ -167,17 +197,19 @@ impl State {
             exchanges: self.exchanges.values().cloned().collect(),
             queues: self.queues.values().cloned().collect(),
             bindings: self.bindings.values().cloned().collect(),
+            policies: self.policies.values().cloned().collect(),
         }
     }
 
     fn len(&self) -> usize {
-        self.exchanges.len() + self.queues.len() + self.bindings.len()
+        self.exchanges.len() + self.queues.len() + self.bindings.len() + self.policies.len()
     }
 
     fn puts(&self) -> impl ExactSizeIterator<Item = ChangeRef<'_>> {
         let puts: Vec<ChangeRef<'_>> = (self.exchanges.values().map(ChangeRef::PutExchange))
             .chain(self.queues.values().map(ChangeRef::PutQueue))
             .chain(self.bindings.values().map(ChangeRef::PutBinding))
+            .chain(self.policies.values().map(ChangeRef::PutPolicy))
             .collect();
         debug_assert_eq!(puts.len(), self.len());
         puts.into_iter()
