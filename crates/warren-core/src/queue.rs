@@ -247,6 +247,16 @@ impl<S> QueueState<S> {
         &self.args
     }
 
+    /// Runs the queue with new settings (a policy changed). Messages already queued keep
+    /// their deadlines, as in RabbitMQ; a lower length limit drops the oldest at once with
+    /// `drop-head`. `x-max-priority` and the queue type are not policy settings: they stay.
+    pub fn set_args(&mut self, args: QueueArgs) {
+        debug_assert_eq!(args.max_priority, self.args.max_priority);
+        debug_assert_eq!(args.queue_type, self.args.queue_type);
+        self.args = args;
+        self.drop_over_limit();
+    }
+
     pub fn message_count(&self) -> usize {
         self.ready.len()
     }

@@ -9,6 +9,7 @@ mod consumer_order;
 mod dead_letters;
 mod limits;
 mod paging;
+mod policy_change;
 mod priorities;
 mod simulation;
 mod ttl;
