@@ -14,6 +14,7 @@
 
 mod dead_letter;
 mod paging;
+mod policy;
 mod stored;
 
 use crate::durability::blocking;
@@ -22,6 +23,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -150,6 +152,8 @@ pub enum QueueCmd {
     Stop {
         reply: oneshot::Sender<()>,
     },
+    /// The queue's effective settings changed (a policy was set or cleared; see `policy`).
+    SetArgs(QueueArgs),
 }
 
 impl QueueCmd {
@@ -167,6 +171,7 @@ impl QueueCmd {
                 | QueueCmd::Consume { .. }
                 | QueueCmd::Cancel { .. }
                 | QueueCmd::ChannelClosed { .. }
+                | QueueCmd::SetArgs(_)
         )
     }
 }
@@ -179,7 +184,8 @@ pub struct QueueHandle {
     pub log_id: Option<u64>,
     pub vhost: String,
     /// The queue may refuse publishes (`x-overflow` = `reject-publish(-dlx)` with a limit).
-    may_refuse: bool,
+    /// Policies change it while the queue runs (see `policy`).
+    may_refuse: AtomicBool,
     /// Publishes and the commands that must see them in order (bounded: backpressure).
     inbox: mpsc::Sender<QueueCmd>,
     inbox_bytes: Arc<Semaphore>,
@@ -208,7 +214,7 @@ impl QueueHandle {
     /// True if a publisher confirm for `message` must wait for this queue's answer: the queue
     /// writes it to disk first, or may refuse it (`basic.nack`).
     pub fn answers_confirm(&self, message: &Message) -> bool {
-        (self.persists() && message.is_persistent()) || self.may_refuse
+        (self.persists() && message.is_persistent()) || self.may_refuse.load(Ordering::Relaxed)
     }
 
     /// Hands dead-lettered messages to this queue without ever waiting (see
@@ -331,7 +337,8 @@ pub fn spawn(
         );
         QueueArgs::default()
     });
-    let may_refuse = args.may_refuse_publishes();
+    let args = vhost.queue_args_with_policy(&meta, args);
+    let may_refuse = AtomicBool::new(args.may_refuse_publishes());
     let queue = QueueRef(Arc::new(QueueHandle {
         id,
         meta,
@@ -726,6 +733,7 @@ impl QueueTask {
                     let _ = reply.send(Ok(count));
                 }
             }
+            QueueCmd::SetArgs(args) => self.set_args(args),
         }
     }
 

@@ -2,16 +2,21 @@
 //!
 //! Definition changes (declare, delete, bind) are serialized by one lock per vhost and are
 //! rare; the publish path reads immutable snapshots (see `snapshot`) and takes no lock.
+//! Policies, and how they reach queues and exchanges, are in `policies`.
+
+mod policies;
 
 use crate::durability::{self, Durability};
 use crate::queue_task::{self, LogSource, QueueRef};
 use crate::snapshot::Snapshot;
+use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use warren_amqp::{FieldTable, ShortStr};
 use warren_core::entity::{ExchangeMeta, QueueMeta};
+use warren_core::policy::PolicySet;
 use warren_core::routing::{ExchangeKind, Router};
 use warren_core::{AmqpError, Message};
 use warren_store::{BindingDef, DefinitionChange, Definitions};
@@ -30,12 +35,18 @@ pub enum Destination {
 pub struct Exchange {
     pub meta: ExchangeMeta,
     pub router: Snapshot<Router<Destination>>,
+    /// The `alternate-exchange` of the policy that applies, if any (the argument wins).
+    policy_alternate: ArcSwapOption<ShortStr>,
 }
 
 impl Exchange {
     fn new(meta: ExchangeMeta) -> Exchange {
         let router = Snapshot::new(Router::new(meta.kind));
-        Exchange { meta, router }
+        Exchange {
+            meta,
+            router,
+            policy_alternate: ArcSwapOption::empty(),
+        }
     }
 
     pub fn is_default(&self) -> bool {
@@ -55,6 +66,8 @@ pub struct VHost {
     next_queue_id: AtomicU64,
     /// Where durable definitions and messages go; `None` keeps everything in memory.
     durability: Option<Arc<Durability>>,
+    /// Changed under the definitions lock too (see `policies`).
+    policies: Mutex<PolicySet>,
 }
 
 impl VHost {
@@ -87,6 +100,7 @@ impl VHost {
             queues: Snapshot::new(HashMap::new()),
             next_queue_id: AtomicU64::new(1),
             durability,
+            policies: Mutex::new(PolicySet::new()),
         })
     }
 
@@ -101,6 +115,7 @@ impl VHost {
         if self.durability.is_none() {
             return;
         }
+        self.restore_policies(defs);
         for d in defs.exchanges.iter().filter(|d| d.vhost == self.name) {
             if let Some(meta) = durability::exchange_meta(d) {
                 let ex = Arc::new(Exchange::new(meta));
@@ -139,6 +154,7 @@ impl VHost {
             };
             ex.router.update(|r| r.bind(&key, &b.arguments, dest));
         }
+        self.apply_exchange_policies();
     }
 
     /// Makes definition changes durable, if this vhost keeps any.
@@ -229,6 +245,7 @@ impl VHost {
             ))])?;
         }
         let ex = Arc::new(Exchange::new(meta));
+        self.apply_exchange_policy(&ex);
         self.exchanges
             .update(|m| m.insert(ex.meta.name.clone(), ex.clone()));
         Ok(ex)
@@ -488,7 +505,9 @@ impl VHost {
         }
         routed_any |= out.len() > before;
         if !routed_any {
-            if let Some(ae) = ex.meta.alternate_exchange() {
+            let policy_ae = ex.policy_alternate.load();
+            let policy_ae = policy_ae.as_deref().map(ShortStr::as_str);
+            if let Some(ae) = ex.meta.alternate_exchange().or(policy_ae) {
                 if depth < MAX_ROUTING_DEPTH
                     && !visited.iter().any(|v| v.as_str() == ae)
                     && ae != ex.meta.name.as_str()
