@@ -6,8 +6,12 @@ Two modes, chosen by the environment:
   talks to that broker. This is how the suite is validated against real RabbitMQ, so
   that each assertion encodes RabbitMQ's behaviour before Warren is measured by it.
 * otherwise: the Warren binary (``WARREN_BIN``, default ``<repo>/target/debug/warren``)
-  is started as ``warren serve --listen 127.0.0.1:0 --data-dir <tmp>``; the port is read
-  from its ``listening on HOST:PORT`` log line on stderr.
+  is started as ``warren serve --listen 127.0.0.1:0 --management-listen 127.0.0.1:0
+  --data-dir <tmp>``; the ports are read from its ``listening on HOST:PORT`` and
+  ``management API listening on http://HOST:PORT`` log lines on stderr.
+
+The management API (policies) of an external broker is named by ``WARREN_TEST_MANAGEMENT_URL``
+(e.g. ``http://127.0.0.1:15672``); tests that need it skip without it.
 
 A started Warren is checked when it stops: it must exit 0 after SIGTERM and must not
 have printed a Rust panic, because a broker that panics on test traffic is broken
@@ -33,6 +37,7 @@ import pika
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LISTENING_RE = re.compile(r"listening on ([0-9.]+|\[[0-9a-f:]*\]):(\d+)")
+MANAGEMENT_RE = re.compile(r"management API listening on (http://(?:[0-9.]+|\[[0-9a-f:]*\]):\d+)")
 PANIC_RE = re.compile(r"panicked at")
 ANSI_ESCAPE_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 STARTUP_TIMEOUT_S = 20.0
@@ -73,7 +78,8 @@ class WarrenProcess:
         owns_data_dir = data_dir is None
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="warren-pytest-"))
-        cmd = [str(binary), "serve", "--listen", listen, "--data-dir", str(data_dir)]
+        cmd = [str(binary), "serve", "--listen", listen, "--management-listen", "127.0.0.1:0"]
+        cmd += ["--data-dir", str(data_dir)]
         cmd += list(extra_args)
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
@@ -127,6 +133,11 @@ class WarrenProcess:
                     )
                 self._cond.wait(min(remaining, 0.2))
 
+    def management_url(self) -> Optional[str]:
+        """The management API's base URL, from the start-up log (printed before the AMQP line)."""
+        m = MANAGEMENT_RE.search(self.output())
+        return m.group(1) if m else None
+
     def stop(self) -> int:
         """SIGTERM, then SIGKILL after a grace period; return the exit code."""
         if self.process.poll() is None:
@@ -164,6 +175,7 @@ class Broker:
     username: str = "guest"
     password: str = "guest"
     warren: Optional[WarrenProcess] = None
+    management_url: Optional[str] = None
 
     @classmethod
     def from_url(cls, url: str) -> "Broker":
@@ -175,6 +187,7 @@ class Broker:
             vhost=vhost,
             username=urllib.parse.unquote(parts.username or "guest"),
             password=urllib.parse.unquote(parts.password or "guest"),
+            management_url=os.environ.get("WARREN_TEST_MANAGEMENT_URL") or None,
         )
 
     @property
@@ -214,4 +227,4 @@ def start_warren_broker(
         warren.stop()
         warren.cleanup()
         raise
-    return Broker(host=host, port=port, warren=warren)
+    return Broker(host=host, port=port, warren=warren, management_url=warren.management_url())

@@ -1,5 +1,6 @@
 //! The broker: its vhosts and users, the listener that accepts connections, and shutdown.
 
+use crate::admin;
 use crate::config::Config;
 use crate::connection;
 use crate::durability::Durability;
@@ -37,6 +38,13 @@ impl Broker {
         self.vhosts.get(name).cloned()
     }
 
+    /// Every vhost, by name.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<Arc<VHost>> = self.vhosts.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
     /// Checks a user's password. `guest`, as in RabbitMQ, may only log in from loopback.
     pub fn authenticate(&self, user: &str, password: &str, peer: SocketAddr) -> bool {
         if user == "guest" && !peer.ip().to_canonical().is_loopback() {
@@ -61,6 +69,7 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir)?;
         let listener = bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
+        let management = admin::bind(config.management_listen).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let budget = config
             .queue_memory_budget
@@ -103,8 +112,12 @@ impl Broker {
         );
         let slots = Arc::new(Semaphore::new(max_connections));
         let accept = tokio::spawn(accept_loop(listener, broker.clone(), slots.clone()));
+        let management_addr = management.as_ref().and_then(|l| l.local_addr().ok());
+        let admin = management.map(|l| tokio::spawn(admin::serve(l, broker.clone())));
         Ok(RunningBroker {
             local_addr,
+            management_addr,
+            admin,
             broker,
             shutdown_tx,
             slots,
@@ -114,11 +127,11 @@ impl Broker {
     }
 }
 
-/// Binds the AMQP listener. The default, every IPv6 address (`[::]`), also takes IPv4
+/// Binds the AMQP (or management) listener. The default, every IPv6 address (`[::]`), also takes IPv4
 /// clients (a dual-stack socket, as RabbitMQ listens): clients that resolve `localhost` to
 /// `::1` first, as Node.js does, find the broker either way. Where IPv6 is not available
 /// that falls back to every IPv4 address.
-async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     match TcpListener::bind(addr).await {
         Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
             let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
@@ -162,6 +175,9 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, slots: Arc<Sema
 /// A started broker. Dropping it does not stop it; call [`RunningBroker::shutdown`].
 pub struct RunningBroker {
     pub local_addr: SocketAddr,
+    /// Where the HTTP management API listens, unless it is turned off.
+    pub management_addr: Option<SocketAddr>,
+    admin: Option<tokio::task::JoinHandle<()>>,
     pub broker: Arc<Broker>,
     shutdown_tx: watch::Sender<bool>,
     slots: Arc<Semaphore>,
@@ -175,6 +191,9 @@ impl RunningBroker {
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
         let _ = self.accept.await;
+        if let Some(admin) = self.admin {
+            let _ = admin.await;
+        }
         let all = self.max_connections as u32;
         match tokio::time::timeout(SHUTDOWN_GRACE, self.slots.acquire_many(all)).await {
             Ok(_) => info!("all connections closed"),

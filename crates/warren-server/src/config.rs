@@ -2,7 +2,7 @@
 //! then the optional TOML file, then these defaults (the CLI applies the first two).
 
 use crate::resources::Limit;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,11 @@ pub struct Config {
     /// Where the AMQP listener binds. Port 0 picks a free port (logged at start-up). The
     /// default `[::]:5672` takes IPv4 and IPv6 clients.
     pub listen: SocketAddr,
+    /// Where the HTTP management API listens (RabbitMQ's port 15672, on every address as
+    /// `listen`); port 0 picks a free port (logged at start-up); `None` (`"off"` in the
+    /// file) turns it off.
+    #[serde(deserialize_with = "listen_or_off")]
+    pub management_listen: Option<SocketAddr>,
     /// Where durable state lives.
     pub data_dir: PathBuf,
     /// Heartbeat the server proposes in `connection.tune`, seconds (RabbitMQ: 60).
@@ -54,6 +59,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: "[::]:5672".parse().expect("valid literal"),
+            management_listen: Some("[::]:15672".parse().expect("valid literal")),
             data_dir: PathBuf::from("./warren-data"),
             heartbeat_secs: 60,
             frame_max: 131_072,
@@ -70,6 +76,21 @@ impl Default for Config {
             }],
         }
     }
+}
+
+/// Parses a listener setting that can be turned off: `ADDR:PORT`, or `off`.
+pub fn parse_listen_or_off(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| format!("'{s}' is neither ADDR:PORT nor 'off'"))
+}
+
+fn listen_or_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_listen_or_off(&s).map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +147,19 @@ mod tests {
         assert_eq!(c.heartbeat_secs, 10);
         assert_eq!(c.frame_max, 131_072);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn management_listener_is_on_by_default_and_can_be_turned_off() {
+        assert_eq!(
+            Config::default().management_listen.map(|a| a.port()),
+            Some(15672)
+        );
+        let off: Config = toml::from_str("management_listen = \"off\"").unwrap();
+        assert_eq!(off.management_listen, None);
+        let on: Config = toml::from_str("management_listen = \"127.0.0.1:0\"").unwrap();
+        assert_eq!(on.management_listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert!(toml::from_str::<Config>("management_listen = \"nowhere\"").is_err());
     }
 
     #[test]

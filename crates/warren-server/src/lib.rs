@@ -6,6 +6,7 @@
 //! bytes and commands between tasks and owns nothing that a plain `#[test]` could check
 //! without a runtime.
 
+mod admin;
 pub mod broker;
 pub mod config;
 mod connection;

@@ -1,6 +1,7 @@
 //! `warren`: the one command users run. `warren serve` starts the broker.
 
 mod bench;
+mod policy;
 mod rpc;
 
 use anyhow::Context;
@@ -30,6 +31,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Call a warren-rpc service, or list the running services and their instances.
     Rpc(rpc::RpcArgs),
+    /// Set, list or clear policies on a running broker (through its management API).
+    Policy(policy::PolicyArgs),
 }
 
 #[derive(clap::Args)]
@@ -37,6 +40,10 @@ struct ServeArgs {
     /// Address and port for AMQP clients [default: [::]:5672, IPv4 and IPv6; port 0 picks a free port]
     #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+    /// Address and port of the HTTP management API, or `off` [default: 0.0.0.0:15672; port 0
+    /// picks a free port]
+    #[arg(long, env = "WARREN_MANAGEMENT_LISTEN", value_name = "ADDR:PORT|off", value_parser = listener_or_off)]
+    management_listen: Option<ListenerOrOff>,
     /// Directory for durable state [default: ./warren-data]
     #[arg(long, env = "WARREN_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -61,6 +68,14 @@ struct ServeArgs {
     memory_paging_ratio: Option<f64>,
 }
 
+/// A listener address, or `off`.
+#[derive(Clone)]
+struct ListenerOrOff(Option<SocketAddr>);
+
+fn listener_or_off(s: &str) -> Result<ListenerOrOff, String> {
+    warren_server::config::parse_listen_or_off(s).map(ListenerOrOff)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
@@ -73,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => bench::run(args),
         Command::Rpc(args) => rpc::run(args),
+        Command::Policy(args) => policy::run(args),
     }
 }
 
@@ -83,6 +99,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if let Some(ListenerOrOff(management)) = args.management_listen {
+        config.management_listen = management;
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;

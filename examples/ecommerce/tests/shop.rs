@@ -88,6 +88,7 @@ fn orders_reserve_stock_publish_events_and_survive_a_stopped_points_service() {
             std::env::temp_dir().join(format!("warren-shop-test-{}", std::process::id()));
         let config = warren_server::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
+            management_listen: None,
             data_dir: data_dir.clone(),
             ..warren_server::Config::default()
         };

@@ -167,6 +167,7 @@ impl Broker {
         let data_dir = std::env::temp_dir().join(unique("warren-rpc-test"));
         let config = warren_server::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
+            management_listen: None,
             data_dir: data_dir.clone(),
             ..warren_server::Config::default()
         };

@@ -79,6 +79,8 @@ impl Broker {
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--management-listen")
+            .arg("off")
             .arg("--data-dir")
             .arg(&data_dir)
             .env("NO_COLOR", "1")
