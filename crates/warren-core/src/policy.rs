@@ -135,7 +135,10 @@ const fn classic_only(k: Key) -> Key {
 }
 
 const fn quorum_only(k: Key) -> Key {
-    Key { classic: false, ..k }
+    Key {
+        classic: false,
+        ..k
+    }
 }
 
 /// The keys RabbitMQ 3.10 validates for classic and quorum queues and exchanges, less those
@@ -146,9 +149,21 @@ const fn quorum_only(k: Key) -> Key {
 /// is at-most-once), `max-in-memory-length`/`-bytes`, `queue-mode`, `queue-version`, and the
 /// two locators (one node).
 const KEYS: &[Key] = &[
-    key("alternate-exchange", is_string, "is not a valid alternate exchange name"),
-    key("dead-letter-exchange", is_string, "is not a valid dead letter exchange name"),
-    key("dead-letter-routing-key", is_string, "is not a valid dead letter routing key"),
+    key(
+        "alternate-exchange",
+        is_string,
+        "is not a valid alternate exchange name",
+    ),
+    key(
+        "dead-letter-exchange",
+        is_string,
+        "is not a valid dead letter exchange name",
+    ),
+    key(
+        "dead-letter-routing-key",
+        is_string,
+        "is not a valid dead letter routing key",
+    ),
     quorum_only(key(
         "dead-letter-strategy",
         |v| one_of(v, &["at-most-once", "at-least-once"]),
@@ -157,9 +172,21 @@ const KEYS: &[Key] = &[
     key("message-ttl", non_negative, "is not a valid message TTL"),
     key("expires", positive, "is not a valid queue expiry"),
     key("max-length", non_negative, "is not a valid maximum length"),
-    key("max-length-bytes", non_negative, "is not a valid maximum length in bytes"),
-    key("max-in-memory-length", non_negative, "is not a valid maximum memory in bytes"),
-    key("max-in-memory-bytes", non_negative, "is not a valid maximum memory in bytes"),
+    key(
+        "max-length-bytes",
+        non_negative,
+        "is not a valid maximum length in bytes",
+    ),
+    key(
+        "max-in-memory-length",
+        non_negative,
+        "is not a valid maximum memory in bytes",
+    ),
+    key(
+        "max-in-memory-bytes",
+        non_negative,
+        "is not a valid maximum memory in bytes",
+    ),
     classic_only(key(
         "queue-mode",
         |v| one_of(v, &["default", "lazy"]),
@@ -175,7 +202,11 @@ const KEYS: &[Key] = &[
         |v| one_of(v, &["drop-head", "reject-publish", "reject-publish-dlx"]),
         "is not a valid overflow value",
     ),
-    quorum_only(key("delivery-limit", non_negative, "is not a valid delivery limit")),
+    quorum_only(key(
+        "delivery-limit",
+        non_negative,
+        "is not a valid delivery limit",
+    )),
     quorum_only(key(
         "queue-leader-locator",
         |v| one_of(v, &["client-local", "balanced", "random", "least-leaders"]),
@@ -190,14 +221,35 @@ const KEYS: &[Key] = &[
 
 /// Keys RabbitMQ 3.10 accepts that Warren refuses, because it cannot do what they promise.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("ha-mode", "classic queue mirroring: Warren runs on one node"),
-    ("ha-params", "classic queue mirroring: Warren runs on one node"),
-    ("ha-sync-mode", "classic queue mirroring: Warren runs on one node"),
-    ("ha-sync-batch-size", "classic queue mirroring: Warren runs on one node"),
-    ("ha-promote-on-shutdown", "classic queue mirroring: Warren runs on one node"),
-    ("ha-promote-on-failure", "classic queue mirroring: Warren runs on one node"),
+    (
+        "ha-mode",
+        "classic queue mirroring: Warren runs on one node",
+    ),
+    (
+        "ha-params",
+        "classic queue mirroring: Warren runs on one node",
+    ),
+    (
+        "ha-sync-mode",
+        "classic queue mirroring: Warren runs on one node",
+    ),
+    (
+        "ha-sync-batch-size",
+        "classic queue mirroring: Warren runs on one node",
+    ),
+    (
+        "ha-promote-on-shutdown",
+        "classic queue mirroring: Warren runs on one node",
+    ),
+    (
+        "ha-promote-on-failure",
+        "classic queue mirroring: Warren runs on one node",
+    ),
     ("max-age", "streams are not implemented"),
-    ("stream-max-segment-size-bytes", "streams are not implemented"),
+    (
+        "stream-max-segment-size-bytes",
+        "streams are not implemented",
+    ),
     ("initial-cluster-size", "streams are not implemented"),
     ("federation-upstream", "federation is not implemented"),
     ("federation-upstream-set", "federation is not implemented"),
@@ -236,9 +288,7 @@ impl Policy {
             None | Some(Value::Null) => Number::from(0),
             Some(Value::Number(n)) => n.clone(),
             Some(other) => {
-                return refuse(format!(
-                    "priority should be a number, actually was {other}"
-                ))
+                return refuse(format!("priority should be a number, actually was {other}"))
             }
         };
         let Value::String(pattern) = pattern else {

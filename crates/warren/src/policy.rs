@@ -191,7 +191,12 @@ impl Api {
     }
 
     /// One call; returns the status and body. Refused credentials are an error here.
-    fn call(&self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<(u16, String)> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<(u16, String)> {
         let url = format!("{}{path}", self.base);
         let unreachable = |e: ureq::Error| {
             anyhow!(
@@ -212,10 +217,7 @@ impl Api {
         };
         let mut response = response.map_err(unreachable)?;
         let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(unreachable)?;
+        let text = response.body_mut().read_to_string().map_err(unreachable)?;
         if status == 401 {
             bail!(
                 "the broker at {} refused the credentials of user '{}' (401)",

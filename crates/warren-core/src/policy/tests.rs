@@ -69,15 +69,36 @@ fn unknown_keys_are_refused_all_named() {
 #[test]
 fn bad_values_are_refused_with_rabbitmq_sentences() {
     for (definition, text) in [
-        (json!({"max-length": -1}), "-1 is not a valid maximum length"),
-        (json!({"max-length": "3"}), "\"3\" is not a valid maximum length"),
-        (json!({"max-length": 3.5}), "3.5 is not a valid maximum length"),
-        (json!({"overflow": "bogus"}), "\"bogus\" is not a valid overflow value"),
+        (
+            json!({"max-length": -1}),
+            "-1 is not a valid maximum length",
+        ),
+        (
+            json!({"max-length": "3"}),
+            "\"3\" is not a valid maximum length",
+        ),
+        (
+            json!({"max-length": 3.5}),
+            "3.5 is not a valid maximum length",
+        ),
+        (
+            json!({"overflow": "bogus"}),
+            "\"bogus\" is not a valid overflow value",
+        ),
         (json!({"expires": 0}), "0 is not a valid queue expiry"),
         (json!({"message-ttl": -5}), "-5 is not a valid message TTL"),
-        (json!({"dead-letter-exchange": 5}), "5 is not a valid dead letter exchange name"),
-        (json!({"delivery-limit": -1}), "-1 is not a valid delivery limit"),
-        (json!({"queue-mode": "eager"}), "\"eager\" is not a valid queue-mode value"),
+        (
+            json!({"dead-letter-exchange": 5}),
+            "5 is not a valid dead letter exchange name",
+        ),
+        (
+            json!({"delivery-limit": -1}),
+            "-1 is not a valid delivery limit",
+        ),
+        (
+            json!({"queue-mode": "eager"}),
+            "\"eager\" is not a valid queue-mode value",
+        ),
         (json!({}), "no policy provided"),
     ] {
         assert_eq!(refusal(definition), text);
@@ -141,7 +162,13 @@ fn pattern_is_an_unanchored_search() {
 #[test]
 fn apply_to_limits_the_kind_of_object() {
     let q = policy("q", ".*", json!({"max-length": 1}), 0, "queues");
-    let x = policy("x", ".*", json!({"alternate-exchange": "ae"}), 0, "exchanges");
+    let x = policy(
+        "x",
+        ".*",
+        json!({"alternate-exchange": "ae"}),
+        0,
+        "exchanges",
+    );
     assert!(q.matches_queue("a", QueueType::Classic) && !q.matches_exchange("a"));
     assert!(x.matches_exchange("a") && !x.matches_queue("a", QueueType::Classic));
 }
@@ -150,15 +177,33 @@ fn apply_to_limits_the_kind_of_object() {
 fn highest_priority_matching_policy_applies_alone() {
     let mut set = PolicySet::new();
     set.put(policy("low", ".*", json!({"max-length": 1}), 1, "queues"));
-    set.put(policy("high", "^a", json!({"message-ttl": 5}), 10, "queues"));
-    assert_eq!(set.for_queue("abc", QueueType::Classic).unwrap().name, "high");
-    assert_eq!(set.for_queue("xyz", QueueType::Classic).unwrap().name, "low");
+    set.put(policy(
+        "high",
+        "^a",
+        json!({"message-ttl": 5}),
+        10,
+        "queues",
+    ));
+    assert_eq!(
+        set.for_queue("abc", QueueType::Classic).unwrap().name,
+        "high"
+    );
+    assert_eq!(
+        set.for_queue("xyz", QueueType::Classic).unwrap().name,
+        "low"
+    );
     // Replacing keeps one policy per name, re-sorted by the new priority.
     set.put(policy("low", ".*", json!({"max-length": 1}), 20, "queues"));
     assert_eq!(set.iter().count(), 2);
-    assert_eq!(set.for_queue("abc", QueueType::Classic).unwrap().name, "low");
+    assert_eq!(
+        set.for_queue("abc", QueueType::Classic).unwrap().name,
+        "low"
+    );
     assert!(set.remove("low").is_some());
-    assert_eq!(set.for_queue("xyz", QueueType::Classic).map(|p| &p.name), None);
+    assert_eq!(
+        set.for_queue("xyz", QueueType::Classic).map(|p| &p.name),
+        None
+    );
 }
 
 #[test]
@@ -174,8 +219,20 @@ fn policy_with_a_key_the_queue_type_lacks_does_not_apply_to_it() {
     // RabbitMQ 3.10.8: a policy with `delivery-limit` skips classic queues whole, so a
     // lower-priority policy applies instead; `queue-mode` does the same to quorum queues.
     let mut set = PolicySet::new();
-    set.put(policy("qq", ".*", json!({"max-length": 1, "delivery-limit": 3}), 5, "queues"));
-    set.put(policy("cq", ".*", json!({"max-length": 2, "queue-mode": "lazy"}), 1, "queues"));
+    set.put(policy(
+        "qq",
+        ".*",
+        json!({"max-length": 1, "delivery-limit": 3}),
+        5,
+        "queues",
+    ));
+    set.put(policy(
+        "cq",
+        ".*",
+        json!({"max-length": 2, "queue-mode": "lazy"}),
+        1,
+        "queues",
+    ));
     assert_eq!(set.for_queue("q", QueueType::Classic).unwrap().name, "cq");
     assert_eq!(set.for_queue("q", QueueType::Quorum).unwrap().name, "qq");
 }
@@ -204,7 +261,10 @@ fn lengths_and_ttl_take_the_smaller_value_for_both_types() {
 fn expires_is_the_smaller_for_classic_and_the_policy_for_quorum() {
     let args = [("x-expires", int(700))];
     let definition = json!({"expires": 100000});
-    assert_eq!(effective(false, &args, definition.clone()).expires_ms, Some(700));
+    assert_eq!(
+        effective(false, &args, definition.clone()).expires_ms,
+        Some(700)
+    );
     assert_eq!(effective(true, &args, definition).expires_ms, Some(100000));
 }
 
@@ -215,27 +275,47 @@ fn overflow_is_the_argument_for_classic_and_the_policy_for_quorum() {
         ("x-max-length", int(2)),
     ];
     let definition = json!({"overflow": "reject-publish"});
-    assert_eq!(effective(false, &args, definition.clone()).overflow, Overflow::DropHead);
-    assert_eq!(effective(true, &args, definition.clone()).overflow, Overflow::RejectPublish);
+    assert_eq!(
+        effective(false, &args, definition.clone()).overflow,
+        Overflow::DropHead
+    );
+    assert_eq!(
+        effective(true, &args, definition.clone()).overflow,
+        Overflow::RejectPublish
+    );
     // Without the argument the policy's mode applies to both.
     let only_len = [("x-max-length", int(2))];
-    assert_eq!(effective(false, &only_len, definition).overflow, Overflow::RejectPublish);
+    assert_eq!(
+        effective(false, &only_len, definition).overflow,
+        Overflow::RejectPublish
+    );
 }
 
 #[test]
 fn quorum_queue_runs_a_policy_reject_publish_dlx_as_drop_head() {
-    let a = effective(true, &[], json!({"overflow": "reject-publish-dlx", "max-length": 1}));
+    let a = effective(
+        true,
+        &[],
+        json!({"overflow": "reject-publish-dlx", "max-length": 1}),
+    );
     assert_eq!(a.overflow, Overflow::DropHead);
-    let c = effective(false, &[], json!({"overflow": "reject-publish-dlx", "max-length": 1}));
+    let c = effective(
+        false,
+        &[],
+        json!({"overflow": "reject-publish-dlx", "max-length": 1}),
+    );
     assert_eq!(c.overflow, Overflow::RejectPublishDlx);
 }
 
 #[test]
 fn dead_letter_arguments_win_key_by_key() {
     let target = |a: &QueueArgs| {
-        a.dead_letter
-            .as_ref()
-            .map(|t| (t.exchange.to_string(), t.routing_key.as_ref().map(|k| k.to_string())))
+        a.dead_letter.as_ref().map(|t| {
+            (
+                t.exchange.to_string(),
+                t.routing_key.as_ref().map(|k| k.to_string()),
+            )
+        })
     };
     let dlx_b = json!({"dead-letter-exchange": "b", "dead-letter-routing-key": "kb"});
     for quorum in [false, true] {
@@ -254,8 +334,14 @@ fn dead_letter_arguments_win_key_by_key() {
             &[("x-dead-letter-exchange", FieldValue::string("a"))],
             dlx_b.clone(),
         );
-        assert_eq!(target(&exchange_only), Some(("a".into(), Some("kb".into()))));
-        assert_eq!(target(&effective(quorum, &[], dlx_b.clone())), Some(("b".into(), Some("kb".into()))));
+        assert_eq!(
+            target(&exchange_only),
+            Some(("a".into(), Some("kb".into())))
+        );
+        assert_eq!(
+            target(&effective(quorum, &[], dlx_b.clone())),
+            Some(("b".into(), Some("kb".into())))
+        );
     }
     // A routing key alone dead-letters nothing.
     let key_only = effective(false, &[], json!({"dead-letter-routing-key": "k"}));
@@ -264,9 +350,17 @@ fn dead_letter_arguments_win_key_by_key() {
 
 #[test]
 fn delivery_limit_takes_the_smaller_value_on_quorum_queues() {
-    let a = effective(true, &[("x-delivery-limit", int(10))], json!({"delivery-limit": 3}));
+    let a = effective(
+        true,
+        &[("x-delivery-limit", int(10))],
+        json!({"delivery-limit": 3}),
+    );
     assert_eq!(a.delivery_limit, Some(3));
-    let b = effective(true, &[("x-delivery-limit", int(2))], json!({"delivery-limit": 3}));
+    let b = effective(
+        true,
+        &[("x-delivery-limit", int(2))],
+        json!({"delivery-limit": 3}),
+    );
     assert_eq!(b.delivery_limit, Some(2));
 }
 
@@ -274,7 +368,10 @@ fn delivery_limit_takes_the_smaller_value_on_quorum_queues() {
 fn keys_a_policy_does_not_set_keep_the_arguments() {
     let a = effective(
         false,
-        &[("x-max-priority", int(5)), ("x-single-active-consumer", FieldValue::Bool(true))],
+        &[
+            ("x-max-priority", int(5)),
+            ("x-single-active-consumer", FieldValue::Bool(true)),
+        ],
         json!({"max-length": 1}),
     );
     assert_eq!(a.max_priority, Some(5));
@@ -283,6 +380,12 @@ fn keys_a_policy_does_not_set_keep_the_arguments() {
 
 #[test]
 fn exchange_policy_names_its_alternate_exchange() {
-    let p = policy("x", ".*", json!({"alternate-exchange": "ae"}), 0, "exchanges");
+    let p = policy(
+        "x",
+        ".*",
+        json!({"alternate-exchange": "ae"}),
+        0,
+        "exchanges",
+    );
     assert_eq!(p.alternate_exchange().map(ShortStr::as_str), Some("ae"));
 }
