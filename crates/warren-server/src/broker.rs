@@ -127,10 +127,10 @@ impl Broker {
     }
 }
 
-/// Binds the AMQP (or management) listener. The default, every IPv6 address (`[::]`), also takes IPv4
-/// clients (a dual-stack socket, as RabbitMQ listens): clients that resolve `localhost` to
-/// `::1` first, as Node.js does, find the broker either way. Where IPv6 is not available
-/// that falls back to every IPv4 address.
+/// Binds the AMQP listener (and the management API's). The default, every IPv6 address
+/// (`[::]`), also takes IPv4 clients (a dual-stack socket, as RabbitMQ listens): clients
+/// that resolve `localhost` to `::1` first, as Node.js does, find the broker either way.
+/// Where IPv6 is not available that falls back to every IPv4 address.
 pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     match TcpListener::bind(addr).await {
         Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
