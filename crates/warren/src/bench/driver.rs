@@ -87,6 +87,7 @@ impl Driver {
             write_buf: BytesMut::with_capacity(WRITE_BATCH_BYTES * 2),
             stats,
             latency: Histogram::default(),
+            confirm_latency: Histogram::default(),
             batch: Batch::default(),
         };
         Driver {
@@ -149,9 +150,7 @@ impl Driver {
                 self.flush()?;
             }
         }
-        self.channels
-            .stats
-            .merge_latency(&mut self.channels.latency);
+        self.channels.merge_latencies();
         self.channels.stats.merge_wake_lag(&mut self.wake_lag);
         self.client
             .stream
@@ -199,9 +198,7 @@ impl Driver {
         }
         self.channels.end_batch();
         if self.last_merge.elapsed() >= MERGE_EVERY {
-            self.channels
-                .stats
-                .merge_latency(&mut self.channels.latency);
+            self.channels.merge_latencies();
             self.channels.stats.merge_wake_lag(&mut self.wake_lag);
             self.last_merge = Instant::now();
         }
@@ -237,7 +234,10 @@ struct Channels {
     consumers: Vec<Consumer>,
     write_buf: BytesMut,
     stats: Arc<Stats>,
+    /// Publish to delivery, from body timestamps.
     latency: Histogram,
+    /// Publish to `basic.ack`, from the publishers' send times.
+    confirm_latency: Histogram,
     batch: Batch,
 }
 
@@ -303,7 +303,13 @@ impl Channels {
                 nack,
             } => {
                 if let Role::Publisher(i) = self.role(channel) {
-                    let settled = self.publishers[i].settle(delivery_tag, multiple);
+                    let settled = self.publishers[i].settle(
+                        delivery_tag,
+                        multiple,
+                        nack,
+                        now,
+                        &mut self.confirm_latency,
+                    );
                     if nack {
                         self.batch.nacked += settled;
                     } else {
@@ -403,6 +409,11 @@ impl Channels {
             _ => {}
         }
         Ok(())
+    }
+
+    fn merge_latencies(&mut self) {
+        self.stats.merge_latency(&mut self.latency);
+        self.stats.merge_confirm_latency(&mut self.confirm_latency);
     }
 
     fn end_batch(&mut self) {

@@ -294,6 +294,7 @@ async fn measure(load: &Load, ctx: &Context, topology: &Topology) -> anyhow::Res
         confirmed: counts.confirmed,
         nacked: counts.nacked,
         latency: Latency::of(&stats.total_latency()),
+        confirm_latency: Latency::of(&stats.total_confirm_latency()),
         bench_cpu_seconds: elapsed_seconds(cpu_before, cpu_after),
         broker_cpu_seconds: elapsed_seconds(broker_cpu_before, broker_cpu_after),
         broker_memory,

@@ -31,10 +31,11 @@ mod url;
 use anyhow::Context as _;
 use std::time::Duration;
 
+use backlog::Phases;
 use consumer::AckMode;
 use load::Load;
 use report::Report;
-use scenario::{Scale, Scenario};
+use scenario::{Scale, Scenario, Shape};
 use url::AmqpUrl;
 
 #[derive(clap::Args, Debug)]
@@ -63,13 +64,16 @@ pub struct BenchArgs {
     /// Queues (producer i publishes to queue i mod queues, unless --fanout)
     #[arg(long, default_value_t = 1)]
     queues: usize,
-    /// Message body size in bytes; bodies of 8 bytes or more carry the send timestamp
-    #[arg(long, default_value_t = 64, value_name = "BYTES")]
-    size: usize,
-    /// Publisher confirms, with this many unconfirmed messages in flight per producer
+    /// Message body size in bytes [default: 64]; bodies of 8 bytes or more carry the send
+    /// timestamp. With --scenario, replaces the named scenarios' size
+    #[arg(long, value_name = "BYTES")]
+    size: Option<usize>,
+    /// Publisher confirms, with this many unconfirmed messages in flight per producer. With
+    /// --scenario, replaces the named scenarios' confirm window (or adds one)
     #[arg(long, value_name = "WINDOW")]
     confirm: Option<u64>,
-    /// Persistent messages (delivery-mode 2) to durable queues
+    /// Persistent messages (delivery-mode 2) to durable queues. With --scenario, makes the
+    /// named scenarios' queues durable and messages persistent
     #[arg(long)]
     persistent: bool,
     /// auto (no-ack consume), manual (one ack per message) or multiple:N (one ack with
@@ -92,6 +96,14 @@ pub struct BenchArgs {
     /// Messages the `backlog` scenario queues before draining
     #[arg(long, default_value_t = 10_000_000, value_name = "N")]
     backlog_messages: u64,
+    /// The queue the `backlog` scenario fills and drains, declared if missing (durable with
+    /// --persistent) and never deleted [default: a fresh queue, deleted at the end]
+    #[arg(long, value_name = "NAME")]
+    backlog_queue: Option<String>,
+    /// Which phases of `backlog` run: `fill` leaves the messages in --backlog-queue (to
+    /// restart the broker, say), `drain` consumes everything --backlog-queue holds
+    #[arg(long, default_value = "both", value_name = "fill|drain|both")]
+    backlog_phase: Phases,
     /// Idle connections the `connections` scenario opens
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     connections: usize,
@@ -122,16 +134,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         anyhow::bail!("--duration must be a positive number of seconds");
     }
     let duration = Duration::from_secs_f64(args.duration);
+    if args.backlog_phase != Phases::Both && args.backlog_queue.is_none() {
+        anyhow::bail!(
+            "--backlog-phase {} needs --backlog-queue: the queue whose messages outlive the run",
+            args.backlog_phase
+        );
+    }
     let scenarios: Vec<Scenario> = match &args.scenario {
         Some(list) => {
             let scale = Scale {
                 duration,
                 backlog_messages: args.backlog_messages,
                 connections: args.connections,
+                backlog_queue: args.backlog_queue.clone(),
+                backlog_phases: args.backlog_phase,
+            };
+            let shape = Shape {
+                body_bytes: args.size,
+                persistent: args.persistent,
+                confirm_window: args.confirm.filter(|w| *w > 0),
             };
             scenario::select(list)?
                 .into_iter()
-                .filter_map(|name| scenario::named(name, scale))
+                .filter_map(|name| scenario::named(name, &scale, &shape))
                 .collect()
         }
         None => vec![Scenario::Load(custom_load(&args, duration))],
@@ -196,7 +221,7 @@ fn custom_load(args: &BenchArgs, duration: Duration) -> Load {
         producers: args.producers,
         consumers: args.consumers,
         connections: args.share_connections.unwrap_or(0),
-        body_bytes: args.size,
+        body_bytes: args.size.unwrap_or(64),
         persistent: args.persistent,
         confirm_window: args.confirm.filter(|w| *w > 0),
         ack: args.ack,

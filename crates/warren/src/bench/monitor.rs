@@ -163,6 +163,10 @@ impl Line {
                 if let (Some(p50), Some(p99)) = (latency.quantile(0.5), latency.quantile(0.99)) {
                     text += &format!("  p50 {} p99 {}", millis(p50), millis(p99));
                 }
+                let confirms = self.stats.take_interval_confirm_latency();
+                if let (Some(p50), Some(p99)) = (confirms.quantile(0.5), confirms.quantile(0.99)) {
+                    text += &format!("  confirm p50 {} p99 {}", millis(p50), millis(p99));
+                }
             }
             Progress::Connections(opened) => {
                 let opened = opened.load(Ordering::Relaxed);

@@ -14,6 +14,8 @@ use warren_amqp::{
     Method, ShortStr, CLASS_BASIC,
 };
 
+use super::histogram::Histogram;
+
 /// What one publishing channel sends, decided by the scenario.
 #[derive(Debug, Clone)]
 pub struct PublisherSpec {
@@ -123,7 +125,8 @@ impl Publisher {
         Some(started + Duration::from_secs_f64((self.sent + 1) as f64 / rate))
     }
 
-    /// Appends `count` publishes stamped with `stamp_nanos` to `out`.
+    /// Appends `count` publishes stamped with `stamp_nanos` (`stats::now_nanos`) to `out`;
+    /// their confirms are timed from that stamp.
     pub fn publish(&mut self, count: u64, stamp_nanos: u64, out: &mut BytesMut) {
         out.reserve(self.template.len() * count as usize);
         for _ in 0..count {
@@ -135,63 +138,96 @@ impl Publisher {
         }
         self.sent += count;
         if let Some(confirms) = &mut self.confirms {
-            confirms.published(count);
+            confirms.published(count, stamp_nanos);
         }
     }
 
-    /// Applies a `basic.ack` or `basic.nack` from the broker; returns how many messages it
-    /// settled that were not settled before.
-    pub fn settle(&mut self, delivery_tag: u64, multiple: bool) -> u64 {
+    /// Applies a `basic.ack` (or, with `nack`, a `basic.nack`) read at `now_nanos`; returns
+    /// how many messages it settled that were not settled before. Each message an ack settles
+    /// adds its publish→ack time to `latency`; nacked messages add nothing.
+    pub fn settle(
+        &mut self,
+        delivery_tag: u64,
+        multiple: bool,
+        nack: bool,
+        now_nanos: u64,
+        latency: &mut Histogram,
+    ) -> u64 {
+        let latency = (!nack).then_some(latency);
         self.confirms
             .as_mut()
-            .map_or(0, |c| c.settle(delivery_tag, multiple))
+            .map_or(0, |c| c.settle(delivery_tag, multiple, now_nanos, latency))
     }
 }
 
-/// Which published messages await their confirm. Delivery tags count from 1 per channel;
-/// the broker may confirm one at a time, out of order, or many at once (`multiple`).
+/// Marks a settled message in [`Confirms::sent_at`]; no send time comes near it (584 years).
+const SETTLED: u64 = u64::MAX;
+/// Largest number of unconfirmed messages whose room is reserved up front.
+const RESERVE_MAX: u64 = 1 << 20;
+
+/// Which published messages await their confirm, and when each was published. Delivery tags
+/// count from 1 per channel; the broker may confirm one at a time, out of order, or many at
+/// once (`multiple`).
+///
+/// One `u64` per unconfirmed message in a ring reserved for the confirm window up front, so
+/// that neither publishing nor settling allocates.
 struct Confirms {
     window: u64,
-    /// Delivery tag of `settled[0]`.
+    /// Delivery tag of `sent_at[0]`.
     base: u64,
-    /// From `base` on: whether each message has been settled.
-    settled: VecDeque<bool>,
+    /// From `base` on: each message's send time (`stats::now_nanos`), or [`SETTLED`].
+    sent_at: VecDeque<u64>,
     outstanding: u64,
 }
 
 impl Confirms {
     fn new(window: u64) -> Confirms {
+        let window = window.max(1);
         Confirms {
-            window: window.max(1),
+            window,
             base: 1,
-            settled: VecDeque::new(),
+            sent_at: VecDeque::with_capacity(window.min(RESERVE_MAX) as usize),
             outstanding: 0,
         }
     }
 
-    fn published(&mut self, count: u64) {
-        self.settled
-            .extend(std::iter::repeat_n(false, count as usize));
+    fn published(&mut self, count: u64, sent_at: u64) {
+        debug_assert!(sent_at != SETTLED);
+        self.sent_at
+            .extend(std::iter::repeat_n(sent_at, count as usize));
         self.outstanding += count;
     }
 
-    fn settle(&mut self, tag: u64, multiple: bool) -> u64 {
-        if tag < self.base || tag - self.base >= self.settled.len() as u64 {
+    /// Settles `tag` (and, if `multiple`, every tag before it); records the publish→confirm
+    /// time of each newly settled message in `latency` when given.
+    fn settle(
+        &mut self,
+        tag: u64,
+        multiple: bool,
+        now: u64,
+        mut latency: Option<&mut Histogram>,
+    ) -> u64 {
+        if tag < self.base || tag - self.base >= self.sent_at.len() as u64 {
             return 0; // already settled, or never published: nothing to count
         }
         let index = (tag - self.base) as usize;
-        let newly = if multiple {
-            let newly = self.settled.drain(..=index).filter(|done| !done).count() as u64;
-            self.base = tag + 1;
-            newly
-        } else if !self.settled[index] {
-            self.settled[index] = true;
-            1
-        } else {
-            0
+        let mut newly = 0;
+        let mut settle_one = |sent_at: &mut u64| {
+            if *sent_at != SETTLED {
+                if let Some(latency) = latency.as_deref_mut() {
+                    latency.record(now.saturating_sub(*sent_at));
+                }
+                *sent_at = SETTLED;
+                newly += 1;
+            }
         };
-        while self.settled.front() == Some(&true) {
-            self.settled.pop_front();
+        if multiple {
+            self.sent_at.range_mut(..=index).for_each(&mut settle_one);
+        } else {
+            settle_one(&mut self.sent_at[index]);
+        }
+        while self.sent_at.front() == Some(&SETTLED) {
+            self.sent_at.pop_front();
             self.base += 1;
         }
         self.outstanding -= newly;
@@ -266,19 +302,102 @@ mod tests {
     #[test]
     fn confirm_window_limits_credit_until_acks_arrive() {
         let mut publisher = Publisher::new(1, &spec(8), 131_072);
+        let mut latency = Histogram::default();
         let now = Instant::now();
         assert_eq!(publisher.credit(now), 3);
         publisher.publish(3, 0, &mut BytesMut::new());
         assert_eq!(publisher.credit(now), 0);
-        assert_eq!(publisher.settle(2, false), 1);
+        assert_eq!(publisher.settle(2, false, false, 10, &mut latency), 1);
         assert_eq!(publisher.credit(now), 1);
-        assert_eq!(publisher.settle(3, true), 2);
+        assert_eq!(publisher.settle(3, true, false, 10, &mut latency), 2);
         assert_eq!(
-            publisher.settle(3, true),
+            publisher.settle(3, true, false, 10, &mut latency),
             0,
             "a repeated ack settles nothing"
         );
         assert_eq!(publisher.credit(now), 3);
+    }
+
+    /// Publishes `count` messages at `sent_at` into `confirms`.
+    fn publish(confirms: &mut Confirms, count: u64, sent_at: u64) {
+        confirms.published(count, sent_at);
+    }
+
+    // Times below 128 ns are kept exactly by the histogram, so these tests compare exactly.
+
+    #[test]
+    fn each_acked_message_is_timed_from_its_own_publish() {
+        let mut confirms = Confirms::new(100);
+        let mut latency = Histogram::default();
+        publish(&mut confirms, 2, 10); // tags 1, 2
+        publish(&mut confirms, 1, 50); // tag 3
+        assert_eq!(confirms.settle(2, false, 90, Some(&mut latency)), 1);
+        assert_eq!((latency.count(), latency.max()), (1, 80));
+        assert_eq!(confirms.settle(3, false, 90, Some(&mut latency)), 1);
+        assert_eq!(confirms.settle(1, false, 110, Some(&mut latency)), 1);
+        assert_eq!(latency.count(), 3);
+        assert_eq!(latency.quantile(0.0), Some(40), "tag 3: 90 - 50");
+        assert_eq!(latency.quantile(0.5), Some(80), "tag 2: 90 - 10");
+        assert_eq!(latency.max(), 100, "tag 1: 110 - 10");
+        assert_eq!(confirms.outstanding, 0);
+        assert!(confirms.sent_at.is_empty() && confirms.base == 4);
+    }
+
+    #[test]
+    fn a_multiple_ack_times_every_message_it_settles_and_skips_those_settled_before() {
+        let mut confirms = Confirms::new(100);
+        let mut latency = Histogram::default();
+        publish(&mut confirms, 3, 10); // tags 1..=3
+        publish(&mut confirms, 3, 40); // tags 4..=6
+        assert_eq!(confirms.settle(2, false, 60, Some(&mut latency)), 1);
+        assert_eq!(confirms.settle(5, true, 100, Some(&mut latency)), 4);
+        assert_eq!(latency.count(), 5, "tag 2 is not timed twice");
+        // Samples: 50 (tag 2), 60, 60 (tags 4, 5), 90, 90 (tags 1, 3).
+        assert_eq!(latency.quantile(0.2), Some(50));
+        assert_eq!(latency.quantile(0.6), Some(60));
+        assert_eq!(latency.max(), 90);
+        assert_eq!((confirms.outstanding, confirms.base), (1, 6));
+        assert_eq!(confirms.settle(6, true, 120, Some(&mut latency)), 1);
+        assert_eq!((latency.count(), confirms.outstanding), (6, 0));
+        assert_eq!(
+            confirms.settle(9, true, 130, Some(&mut latency)),
+            0,
+            "never published"
+        );
+        assert_eq!(latency.count(), 6);
+    }
+
+    #[test]
+    fn nacks_settle_and_free_the_window_without_a_latency_sample() {
+        let mut publisher = Publisher::new(1, &spec(8), 131_072);
+        let mut latency = Histogram::default();
+        publisher.publish(3, 50, &mut BytesMut::new());
+        assert_eq!(publisher.settle(1, false, true, 80, &mut latency), 1);
+        assert_eq!(publisher.settle(3, true, true, 80, &mut latency), 2);
+        assert_eq!(latency.count(), 0, "a nack is not a confirm");
+        assert_eq!(publisher.credit(Instant::now()), 3);
+        publisher.publish(1, 100, &mut BytesMut::new());
+        assert_eq!(publisher.settle(4, false, false, 125, &mut latency), 1);
+        assert_eq!((latency.count(), latency.max()), (1, 25));
+    }
+
+    #[test]
+    fn settling_reuses_the_ring_reserved_for_the_window() {
+        let mut confirms = Confirms::new(64);
+        let capacity = confirms.sent_at.capacity();
+        assert!(capacity >= 64);
+        for round in 0..1_000u64 {
+            publish(&mut confirms, 64, round);
+            assert_eq!(
+                confirms.settle(confirms.base + 63, true, round + 1, None),
+                64
+            );
+        }
+        assert_eq!(
+            confirms.sent_at.capacity(),
+            capacity,
+            "no growth in steady state"
+        );
     }
 
     #[test]

@@ -46,7 +46,12 @@ pub struct Report {
     /// phases differ in length (`backlog` publishes first, then drains).
     pub published_per_s: Option<f64>,
     pub consumed_per_s: Option<f64>,
+    /// Publish to delivery, from the timestamp in each body.
     pub latency: Option<Latency>,
+    /// Publish to its `basic.ack`, for scenarios with publisher confirms: timed from the moment
+    /// the publish entered the bench's write buffer to the read that carried its ack (one
+    /// `multiple` ack times every message it confirms).
+    pub confirm_latency: Option<Latency>,
     pub bench_cpu_seconds: Option<f64>,
     pub broker_cpu_seconds: Option<f64>,
     pub broker_memory: Option<BrokerMemory>,
@@ -94,6 +99,12 @@ impl Report {
         o.number("latency_p99_us", us(|l| l.p99));
         o.number("latency_p999_us", us(|l| l.p999));
         o.number("latency_max_us", us(|l| l.max));
+        let confirm_us =
+            |f: fn(&Latency) -> u64| self.confirm_latency.as_ref().map(|l| f(l) as f64 / 1e3);
+        o.number("confirm_latency_p50_us", confirm_us(|l| l.p50));
+        o.number("confirm_latency_p99_us", confirm_us(|l| l.p99));
+        o.number("confirm_latency_p999_us", confirm_us(|l| l.p999));
+        o.number("confirm_latency_max_us", confirm_us(|l| l.max));
         o.number("bench_cpu_seconds", self.bench_cpu_seconds);
         o.number(
             "bench_cpu_cores",
@@ -169,6 +180,30 @@ pub fn table(reports: &[Report]) -> String {
             r.broker_memory
                 .map_or("-".to_owned(), |m| format!("{} MiB", m.peak >> 20)),
         );
+    }
+    let confirmed: Vec<(&Report, Latency)> = reports
+        .iter()
+        .filter_map(|r| Some((r, r.confirm_latency?)))
+        .collect();
+    if !confirmed.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<18} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}",
+            "confirm latency", "confirmed/s", "nacked", "p50", "p99", "p99.9", "max"
+        );
+        for (r, l) in confirmed {
+            let _ = writeln!(
+                out,
+                "{:<18} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}",
+                r.scenario,
+                group(per_second(r.confirmed, r.seconds)),
+                group(r.nacked as f64),
+                millis(l.p50),
+                millis(l.p99),
+                millis(l.p999),
+                millis(l.max),
+            );
+        }
     }
     out
 }
@@ -252,6 +287,7 @@ mod tests {
         assert!(json.contains("\"published_per_s\":5,"), "{json}");
         assert!(json.contains("\"consumed_per_s\":4,"), "{json}");
         assert!(json.contains("\"latency_p99_us\":null"), "{json}");
+        assert!(json.contains("\"confirm_latency_p99_us\":null"), "{json}");
         assert!(json.contains("\"bench_cpu_cores\":0.250"), "{json}");
         assert!(json.contains("\"bench_cpu_ns_per_msg\":62500000"), "{json}");
         assert!(json.ends_with("\"connections\":100}"), "{json}");
@@ -276,5 +312,42 @@ mod tests {
         assert_eq!(table.lines().count(), 4);
         assert!(table.lines().nth(2).unwrap().starts_with("transient"));
         assert!(table.contains("1,000"));
+        assert!(
+            !table.contains("confirm latency"),
+            "no confirms, no section"
+        );
+    }
+
+    #[test]
+    fn confirm_latency_reaches_json_in_microseconds_and_its_own_table_section() {
+        let report = Report {
+            scenario: "persistent-confirm".into(),
+            seconds: 2.0,
+            published: 4000,
+            confirmed: 4000,
+            confirm_latency: Some(Latency {
+                p50: 1_500_000,
+                p99: 4_000_000,
+                p999: 9_000_000,
+                max: 12_000_000,
+            }),
+            ..Report::default()
+        };
+        let json = report.to_json();
+        assert!(json.contains("\"confirm_latency_p50_us\":1500,"), "{json}");
+        assert!(json.contains("\"confirm_latency_p99_us\":4000,"), "{json}");
+        assert!(json.contains("\"confirm_latency_p999_us\":9000,"), "{json}");
+        assert!(json.contains("\"latency_p50_us\":null"), "{json}");
+        let table = table(&[report]);
+        let row = table
+            .lines()
+            .skip_while(|l| !l.starts_with("confirm latency"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no confirm latency section:\n{table}"));
+        assert!(row.starts_with("persistent-confirm"), "{row}");
+        assert!(
+            row.contains("2,000") && row.contains("1.50 ms") && row.contains("4.00 ms"),
+            "{row}"
+        );
     }
 }

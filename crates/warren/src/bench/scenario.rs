@@ -1,10 +1,14 @@
 //! The named scenarios, as the performance issue defines them. Their shapes are fixed, so
 //! that numbers from different runs and brokers compare; only the duration and the scale
 //! knobs (`--backlog-messages`, `--connections`) change, so that CI can run tiny versions.
+//!
+//! A [`Shape`] given on the command line (`--size`, `--persistent`, `--confirm`) replaces
+//! those parts of a named shape, for measurements the fixed shapes do not cover (a backlog
+//! of 64 KiB persistent messages, say); the report's set-up line says what ran.
 
 use std::time::Duration;
 
-use super::backlog::Backlog;
+use super::backlog::{Backlog, Phases};
 use super::connections::IdleConnections;
 use super::consumer::AckMode;
 use super::load::Load;
@@ -29,15 +33,53 @@ pub enum Scenario {
 }
 
 /// The knobs that apply to named scenarios.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Scale {
     pub duration: Duration,
     pub backlog_messages: u64,
     pub connections: usize,
+    /// The queue `backlog` uses instead of a fresh one (kept at the end).
+    pub backlog_queue: Option<String>,
+    pub backlog_phases: Phases,
+}
+
+/// Parts of the named shapes replaced from the command line; `None`/`false` keeps the
+/// scenario's own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shape {
+    pub body_bytes: Option<usize>,
+    /// Durable queues and persistent messages.
+    pub persistent: bool,
+    pub confirm_window: Option<u64>,
+}
+
+impl Shape {
+    fn apply_to_load(&self, load: &mut Load) {
+        if let Some(bytes) = self.body_bytes {
+            load.body_bytes = bytes;
+        }
+        if self.persistent {
+            load.durable = true;
+            load.persistent = true;
+        }
+        if self.confirm_window.is_some() {
+            load.confirm_window = self.confirm_window;
+        }
+    }
+
+    fn apply_to_backlog(&self, backlog: &mut Backlog) {
+        if let Some(bytes) = self.body_bytes {
+            backlog.body_bytes = bytes;
+        }
+        backlog.persistent |= self.persistent;
+        if self.confirm_window.is_some() {
+            backlog.confirm_window = self.confirm_window;
+        }
+    }
 }
 
 /// The scenario called `name`, or `None` if there is none.
-pub fn named(name: &str, scale: Scale) -> Option<Scenario> {
+pub fn named(name: &str, scale: &Scale, shape: &Shape) -> Option<Scenario> {
     // 1 producer -> 1 queue -> 1 consumer, 64 B, one ack per message, prefetch 1000.
     let transient = Load {
         name: name.to_owned(),
@@ -89,8 +131,12 @@ pub fn named(name: &str, scale: Scale) -> Option<Scenario> {
             name: name.to_owned(),
             messages: scale.backlog_messages,
             body_bytes: 64,
+            persistent: false,
+            confirm_window: None,
             ack: AckMode::Each,
             prefetch: 1000,
+            queue: scale.backlog_queue.clone(),
+            phases: scale.backlog_phases,
         }),
         "connections" => Scenario::Connections(IdleConnections {
             name: name.to_owned(),
@@ -99,7 +145,17 @@ pub fn named(name: &str, scale: Scale) -> Option<Scenario> {
         }),
         _ => return None,
     };
-    Some(scenario)
+    Some(match scenario {
+        Scenario::Load(mut load) => {
+            shape.apply_to_load(&mut load);
+            Scenario::Load(load)
+        }
+        Scenario::Backlog(mut backlog) => {
+            shape.apply_to_backlog(&mut backlog);
+            Scenario::Backlog(backlog)
+        }
+        idle @ Scenario::Connections(_) => idle,
+    })
 }
 
 /// Expands `all` and comma-separated lists into scenario names, checking each.
@@ -135,14 +191,21 @@ mod tests {
         duration: Duration::from_secs(5),
         backlog_messages: 1000,
         connections: 10,
+        backlog_queue: None,
+        backlog_phases: Phases::Both,
+    };
+    const KEEP: Shape = Shape {
+        body_bytes: None,
+        persistent: false,
+        confirm_window: None,
     };
 
     #[test]
     fn every_name_is_a_scenario() {
         for name in NAMES {
-            assert!(named(name, SCALE).is_some(), "{name}");
+            assert!(named(name, &SCALE, &KEEP).is_some(), "{name}");
         }
-        assert!(named("nonsense", SCALE).is_none());
+        assert!(named("nonsense", &SCALE, &KEEP).is_none());
     }
 
     #[test]
@@ -158,7 +221,7 @@ mod tests {
 
     #[test]
     fn persistent_confirm_is_durable_persistent_and_confirmed() {
-        let Some(Scenario::Load(load)) = named("persistent-confirm", SCALE) else {
+        let Some(Scenario::Load(load)) = named("persistent-confirm", &SCALE, &KEEP) else {
             panic!()
         };
         assert!(load.durable && load.persistent);
@@ -170,13 +233,60 @@ mod tests {
 
     #[test]
     fn scale_knobs_reach_backlog_and_connections() {
-        let Some(Scenario::Backlog(backlog)) = named("backlog", SCALE) else {
+        let scale = Scale {
+            backlog_queue: Some("kept".into()),
+            backlog_phases: Phases::Fill,
+            ..SCALE
+        };
+        let Some(Scenario::Backlog(backlog)) = named("backlog", &scale, &KEEP) else {
             panic!()
         };
         assert_eq!(backlog.messages, 1000);
-        let Some(Scenario::Connections(idle)) = named("connections", SCALE) else {
+        assert_eq!(
+            (backlog.queue.as_deref(), backlog.phases),
+            (Some("kept"), Phases::Fill)
+        );
+        assert!(!backlog.persistent && backlog.confirm_window.is_none());
+        let Some(Scenario::Connections(idle)) = named("connections", &SCALE, &KEEP) else {
             panic!()
         };
         assert_eq!(idle.count, 10);
+    }
+
+    #[test]
+    fn a_shape_from_the_command_line_replaces_only_what_it_names() {
+        let shape = Shape {
+            body_bytes: Some(65_536),
+            persistent: true,
+            confirm_window: Some(50),
+        };
+        let Some(Scenario::Backlog(backlog)) = named("backlog", &SCALE, &shape) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                backlog.body_bytes,
+                backlog.persistent,
+                backlog.confirm_window
+            ),
+            (65_536, true, Some(50))
+        );
+        assert_eq!(backlog.prefetch, 1000, "the rest of the shape stays");
+        let Some(Scenario::Load(load)) = named("transient", &SCALE, &shape) else {
+            panic!()
+        };
+        assert!(load.durable && load.persistent);
+        assert_eq!((load.body_bytes, load.confirm_window), (65_536, Some(50)));
+        let size_only = Shape {
+            body_bytes: Some(10),
+            ..KEEP
+        };
+        let Some(Scenario::Load(load)) = named("persistent-confirm", &SCALE, &size_only) else {
+            panic!()
+        };
+        assert_eq!(
+            (load.body_bytes, load.persistent, load.confirm_window),
+            (10, true, Some(1000))
+        );
     }
 }

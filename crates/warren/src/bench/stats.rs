@@ -1,8 +1,8 @@
 //! Counters shared by every connection of one scenario, and the clock that latency stamps use.
 //!
 //! Connections add to the counters once per batch (one read, one fill of the write buffer),
-//! never per message, and merge their latency histograms a few times per second, so that
-//! sharing costs nothing measurable on the hot path.
+//! never per message, and merge their latency histograms (delivery and confirm) a few times
+//! per second, so that sharing costs nothing measurable on the hot path.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -26,7 +26,10 @@ pub struct Stats {
     pub consumed: AtomicU64,
     /// The broker has sent `connection.blocked` and not yet `connection.unblocked`.
     pub blocked: AtomicBool,
+    /// Publish (body timestamp) to delivery.
     latency: Mutex<Latency>,
+    /// Publish to its `basic.ack` (publisher confirms).
+    confirm_latency: Mutex<Latency>,
     /// How late rate-limited publishers woke up after the moment they asked for: the
     /// machine's scheduling noise as the bench itself suffers it, to tell latency tails the
     /// broker causes from those of a busy machine.
@@ -66,51 +69,49 @@ impl Stats {
         }
     }
 
-    /// Moves a connection's latency samples into the shared histograms and empties `local`.
+    /// Moves a connection's delivery latency samples into the shared histograms and empties
+    /// `local`.
     pub fn merge_latency(&self, local: &mut Histogram) {
-        if local.count() == 0 {
-            return;
-        }
-        let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        latency.interval.merge(local);
-        latency.total.merge(local);
-        drop(latency);
-        local.clear();
+        Latency::merge(&self.latency, local);
+    }
+
+    /// Moves a connection's confirm latency samples into the shared histograms and empties
+    /// `local`.
+    pub fn merge_confirm_latency(&self, local: &mut Histogram) {
+        Latency::merge(&self.confirm_latency, local);
     }
 
     /// Moves a connection's wake-up lag samples into the shared histogram and empties `local`.
     pub fn merge_wake_lag(&self, local: &mut Histogram) {
         if local.count() > 0 {
-            self.wake_lag
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .merge(local);
+            lock(&self.wake_lag).merge(local);
             local.clear();
         }
     }
 
     pub fn wake_lag(&self) -> Histogram {
-        self.wake_lag
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.wake_lag).clone()
     }
 
-    /// The samples gathered since the last call (for the progress line), then starts anew.
+    /// The delivery latency samples gathered since the last call (for the progress line),
+    /// then starts anew.
     pub fn take_interval_latency(&self) -> Histogram {
-        let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        let interval = latency.interval.clone();
-        latency.interval.clear();
-        interval
+        Latency::take_interval(&self.latency)
     }
 
-    /// Every sample since the start of the measurement.
+    /// The confirm latency samples gathered since the last call, then starts anew.
+    pub fn take_interval_confirm_latency(&self) -> Histogram {
+        Latency::take_interval(&self.confirm_latency)
+    }
+
+    /// Every delivery latency sample since the start of the measurement.
     pub fn total_latency(&self) -> Histogram {
-        self.latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .total
-            .clone()
+        lock(&self.latency).total.clone()
+    }
+
+    /// Every confirm latency sample since the start of the measurement.
+    pub fn total_confirm_latency(&self) -> Histogram {
+        lock(&self.confirm_latency).total.clone()
     }
 
     /// Forgets everything counted so far: the measurement starts now (after set-up, or
@@ -124,13 +125,36 @@ impl Stats {
         ] {
             counter.store(0, Ordering::Relaxed);
         }
-        let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        latency.interval.clear();
-        latency.total.clear();
-        drop(latency);
-        self.wake_lag
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        for latency in [&self.latency, &self.confirm_latency] {
+            let mut latency = lock(latency);
+            latency.interval.clear();
+            latency.total.clear();
+        }
+        lock(&self.wake_lag).clear();
     }
+}
+
+impl Latency {
+    fn merge(shared: &Mutex<Latency>, local: &mut Histogram) {
+        if local.count() == 0 {
+            return;
+        }
+        let mut latency = lock(shared);
+        latency.interval.merge(local);
+        latency.total.merge(local);
+        drop(latency);
+        local.clear();
+    }
+
+    fn take_interval(shared: &Mutex<Latency>) -> Histogram {
+        let mut latency = lock(shared);
+        let interval = latency.interval.clone();
+        latency.interval.clear();
+        interval
+    }
+}
+
+/// A lock that a panicked holder did not poison: counters stay readable for the report.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
