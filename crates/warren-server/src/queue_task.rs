@@ -554,12 +554,14 @@ impl QueueTask {
             self.expire();
             self.dispatch();
             self.bury();
-            // Group commit: one sync covers every persistent publish of the batch.
-            if self.log_dirty
-                && (!self.unsynced_confirms.is_empty()
-                    || self.last_sync.elapsed() >= ACK_SYNC_INTERVAL)
-            {
-                self.sync();
+            // Group commit: one sync covers every persistent publish of the batch. Confirms
+            // wait only for the appends; acks and delivery marks ride on the next full sync.
+            if self.log_dirty {
+                if self.last_sync.elapsed() >= ACK_SYNC_INTERVAL {
+                    self.sync();
+                } else if !self.unsynced_confirms.is_empty() {
+                    self.sync_appends();
+                }
             }
         }
         // Commands still queued find the queue gone: dropping their reply senders tells
@@ -857,10 +859,22 @@ impl QueueTask {
         }
     }
 
-    /// Makes the log durable, then sends the confirms that waited for it.
+    /// Makes the log durable (appends, acks and delivery marks), then sends the confirms
+    /// that waited for it.
     fn sync(&mut self) {
+        self.sync_log(true);
+    }
+
+    /// Makes the log's appends durable, then sends the confirms that waited for them; acks
+    /// and delivery marks stay buffered for the next full [`QueueTask::sync`] (within
+    /// `ACK_SYNC_INTERVAL`).
+    fn sync_appends(&mut self) {
+        self.sync_log(false);
+    }
+
+    fn sync_log(&mut self, full: bool) {
         let ok = match self.log.as_mut() {
-            Some(log) => match blocking(|| log.sync()) {
+            Some(log) => match blocking(|| if full { log.sync() } else { log.sync_appends() }) {
                 Ok(()) => true,
                 Err(e) => {
                     error!(
@@ -872,8 +886,10 @@ impl QueueTask {
             },
             None => true,
         };
-        self.log_dirty = false;
-        self.last_sync = Instant::now();
+        if full {
+            self.log_dirty = false;
+            self.last_sync = Instant::now();
+        }
         self.send_confirms(ok);
     }
 

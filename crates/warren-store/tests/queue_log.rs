@@ -339,3 +339,25 @@ fn messages_are_read_back_by_seq_from_buffer_files_and_after_recovery() {
         assert_eq!(log.read(seq).unwrap(), message(seq, 50));
     }
 }
+
+#[test]
+fn sync_appends_makes_messages_durable_but_leaves_acks_for_the_full_sync() {
+    let dir = temp_dir();
+    let (mut log, _, _) = open(dir.path(), 1 << 20);
+    for seq in 1..=3 {
+        log.append(seq, &message(seq, 10)).unwrap();
+    }
+    log.sync().unwrap();
+    log.ack(&[1]).unwrap();
+    log.append(4, &message(4, 10)).unwrap();
+    log.sync_appends().unwrap();
+    // A crash now: the append is durable, the ack was never promised.
+    drop(log);
+    let (mut log, recovered, _) = open(dir.path(), 1 << 20);
+    assert_eq!(seqs(&recovered), vec![1, 2, 3, 4]);
+    log.ack(&[1]).unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let (_, recovered, _) = open(dir.path(), 1 << 20);
+    assert_eq!(seqs(&recovered), vec![2, 3, 4]);
+}
