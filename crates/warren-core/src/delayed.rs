@@ -47,11 +47,13 @@ fn header_delay(value: &FieldValue) -> Option<i64> {
 }
 
 /// `message` as its delayed exchange routes it once `delay_ms` has passed: `x-delay` is
-/// `-delay_ms` (a long), in place.
+/// `-delay_ms`, in place, a signed 32-bit integer as the plugin for RabbitMQ 3.x writes it
+/// (a long for the few delays beyond its range).
 pub fn released(message: &Message, delay_ms: u64) -> Message {
     let mut properties = message.properties.clone();
     let mut headers = properties.headers.take().unwrap_or_default();
-    let value = FieldValue::I64(-(delay_ms as i64));
+    let negated = -(delay_ms as i64);
+    let value = i32::try_from(negated).map_or(FieldValue::I64(negated), FieldValue::I32);
     match headers
         .0
         .iter_mut()
@@ -211,7 +213,12 @@ mod tests {
         let headers = out.properties.headers.as_ref().unwrap();
         let keys: Vec<&str> = headers.0.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["before", DELAY_HEADER, "after"]);
-        assert_eq!(headers.get(DELAY_HEADER), Some(&FieldValue::I64(-250)));
+        assert_eq!(headers.get(DELAY_HEADER), Some(&FieldValue::I32(-250)));
+        let longest = released(&held, MAX_DELAY_MS);
+        assert_eq!(
+            longest.properties.headers.unwrap().get(DELAY_HEADER),
+            Some(&FieldValue::I64(-(MAX_DELAY_MS as i64)))
+        );
         assert_eq!(delay_of(&out), None, "released messages are not held again");
         assert_eq!(
             BasicProperties::decode(&out.properties_raw).unwrap(),

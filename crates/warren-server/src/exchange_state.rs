@@ -130,7 +130,11 @@ impl ExchangeState {
             dir,
         };
         if let Err(e) = state.open(vhost, meta, recovering) {
-            state.destroy();
+            // A new exchange leaves nothing behind; a recovered one keeps its data for the
+            // next start.
+            if !recovering {
+                state.destroy();
+            }
             return Err(e);
         }
         Ok(state)
