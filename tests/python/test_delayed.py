@@ -313,8 +313,7 @@ def test_delayed_messages_due_while_the_broker_was_down_are_routed_at_start(tmp_
     with warren_on(tmp_path) as (conn, ch):
         _, props, body = poll_get(ch, "delayed.restart", timeout_s=2)
         assert body == b"due while down" and props.headers["x-delay"] == -500
-        # Acks become durable within 100 ms; give them that before stopping.
-        time.sleep(0.3)
+        # A clean stop makes the queue's and the store's acks durable at once.
     with warren_on(tmp_path) as (conn, ch):
         # Routed, consumed and acked: it does not come back.
         time.sleep(0.3)

@@ -21,8 +21,8 @@
 //! - `dedup-cache/`: with `x-cache-persistence = disk`, the cache's entries, one `QueueLog`
 //!   record each (seq = the entry's stamp, `properties_raw` = expiry as u64 BE, body = the
 //!   key), acked when the entry leaves the cache. Entries reach the disk within
-//!   [`CACHE_SYNC_INTERVAL`] of their message; a crash may forget the newest ones (those
-//!   keys then pass once more). With `memory` (the plugin's default) the cache starts empty
+//!   [`CACHE_SYNC_INTERVAL`] of their message, and at once on a clean stop; a crash may
+//!   forget the newest ones (those keys then pass once more). With `memory` (the plugin's default) the cache starts empty
 //!   after a restart.
 
 use crate::durability::blocking;
@@ -221,6 +221,20 @@ impl ExchangeState {
                 }
             }
             (None, None) => {}
+        }
+    }
+
+    /// Makes a persistent deduplication cache's new entries durable now (at shutdown).
+    pub fn sync(&self) {
+        if let Some(cache) = &self.dedup {
+            let mut guard = cache.lock();
+            let c = &mut *guard;
+            if let (Some(log), true) = (c.log.as_mut(), c.dirty) {
+                if let Err(e) = blocking(|| log.sync()) {
+                    error!("cannot sync a deduplication cache: {e}");
+                }
+                c.dirty = false;
+            }
         }
     }
 

@@ -246,6 +246,17 @@ impl VHost {
         self.queues.load().values().cloned().collect()
     }
 
+    /// At shutdown: makes persistent deduplication caches durable and returns the delay
+    /// stores of delayed exchanges, to be stopped like queues.
+    pub fn stop_exchanges(&self) -> Vec<QueueRef> {
+        let exchanges = self.exchanges.load();
+        exchanges.values().for_each(|e| e.state.sync());
+        exchanges
+            .values()
+            .filter_map(|e| e.state.delay.clone())
+            .collect()
+    }
+
     pub fn no_exchange(&self, name: &str) -> AmqpError {
         AmqpError::no_exchange(name, &self.name)
     }

@@ -218,6 +218,14 @@ impl DelayStore {
                 }
             }
             QueueCmd::Dispatch => self.started = true,
+            // The broker is stopping: what was acked becomes durable first.
+            QueueCmd::Stop { reply } => {
+                if self.log_dirty {
+                    self.sync();
+                }
+                self.stopped = true;
+                let _ = reply.send(());
+            }
             QueueCmd::Delete { reply, .. } => {
                 self.destroy();
                 let _ = reply.send(Ok(0));
