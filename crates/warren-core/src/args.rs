@@ -73,6 +73,8 @@ pub struct QueueArgs {
     pub single_active_consumer: bool,
     /// `x-delivery-limit` (quorum queues): a message returned more often is dead-lettered.
     pub delivery_limit: Option<i64>,
+    /// `x-message-deduplication` (see `crate::dedup`).
+    pub deduplication: bool,
 }
 
 /// Arguments RabbitMQ's classic queues refuse (they belong to other queue types).
@@ -149,6 +151,9 @@ impl QueueArgs {
             .and_then(FieldValue::as_str)
             .unwrap_or("classic");
         check("x-quorum-initial-group-size", positive_int_rule)?;
+        out.deduplication = check("x-message-deduplication", bool_rule)?
+            .and_then(FieldValue::as_bool)
+            .unwrap_or(false);
         out.dead_letter = dlx.map(|exchange| DeadLetterTarget {
             exchange: short(exchange),
             routing_key: dlrk.map(short),

@@ -1,7 +1,7 @@
 //! Definitions of exchanges and queues (what `declare` creates), their names' rules, and
 //! the equivalence checks RabbitMQ applies when something is declared again.
 
-use crate::routing::ExchangeKind;
+use crate::exchange_type::ExchangeType;
 use crate::AmqpError;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
 
@@ -25,7 +25,8 @@ const EQUIVALENCE_CHECKED_QUEUE_ARGS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExchangeMeta {
     pub name: ShortStr,
-    pub kind: ExchangeKind,
+    /// The declared type (a built-in one or a plugin type).
+    pub kind: ExchangeType,
     pub durable: bool,
     pub auto_delete: bool,
     pub internal: bool,

@@ -7,8 +7,11 @@
 //! replayed from a replicated log later.
 
 pub mod args;
+pub mod dedup;
+pub mod delayed;
 pub mod entity;
 pub mod error;
+pub mod exchange_type;
 pub mod message;
 pub mod policy;
 pub mod queue;

@@ -285,7 +285,7 @@ impl<S> QueueState<S> {
 
     /// When a message enqueued at `enqueued_ms` expires: the sooner of the queue's TTL and
     /// the message's `expiration` (validated as an integer at publish).
-    fn deadline(&self, message: &Message, enqueued_ms: u64) -> u64 {
+    pub fn deadline(&self, message: &Message, enqueued_ms: u64) -> u64 {
         let per_message = message
             .properties
             .expiration

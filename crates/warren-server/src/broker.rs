@@ -205,7 +205,12 @@ impl RunningBroker {
             .broker
             .vhosts
             .values()
-            .flat_map(|v| v.all_queues())
+            .flat_map(|v| {
+                // Delay stores first: once stopped they route nothing to a stopped queue.
+                let mut tasks = v.stop_exchanges();
+                tasks.extend(v.all_queues());
+                tasks
+            })
             .collect();
         let stops = queues
             .iter()

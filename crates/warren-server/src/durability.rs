@@ -12,10 +12,10 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use warren_amqp::ShortStr;
 use warren_core::entity::{ExchangeMeta, QueueMeta};
-use warren_core::routing::ExchangeKind;
+use warren_core::exchange_type::ExchangeType;
 use warren_core::AmqpError;
 use warren_store::{
-    DefinitionChange, DefinitionStore, Definitions, ExchangeDef, QueueDef, QueueLog,
+    DefinitionChange, DefinitionStore, Definitions, ExchangeDef, ExchangeDirs, QueueDef, QueueLog,
     QueueLogConfig, RecoveredMessage, StoreError,
 };
 
@@ -38,6 +38,8 @@ pub struct Durability {
     queues_dir: PathBuf,
     next_log_id: AtomicU64,
     pub paging: Paging,
+    /// Data of durable delayed-message and deduplication exchanges (`exchange_state`).
+    exchange_dirs: Mutex<ExchangeDirs>,
 }
 
 /// How queues page messages out of memory (see `queue_task::paging`).
@@ -98,6 +100,12 @@ impl Durability {
                 }
             }
         }
+        // Data of exchanges deleted (or never finished declaring) before a crash goes too.
+        let exchange_dirs = ExchangeDirs::open(&data_dir.join("exchanges"), |vhost, name| {
+            defs.exchanges
+                .iter()
+                .any(|e| e.vhost == vhost && e.name == name && keeps_data(&e.kind))
+        })?;
         let durability = Durability {
             definitions: Mutex::new(store),
             queues_dir,
@@ -108,6 +116,7 @@ impl Durability {
                 spill_dir,
                 next_spill: AtomicU64::new(1),
             },
+            exchange_dirs: Mutex::new(exchange_dirs),
         };
         Ok((Arc::new(durability), defs))
     }
@@ -165,6 +174,48 @@ impl Durability {
     }
 }
 
+impl Durability {
+    /// The data directory of a durable exchange whose type keeps state: the one it had
+    /// before the restart (`recovering`), or a new one.
+    pub fn exchange_dir(
+        &self,
+        vhost: &str,
+        name: &str,
+        recovering: bool,
+    ) -> Result<PathBuf, AmqpError> {
+        let mut dirs = self.exchange_dirs.lock();
+        if recovering {
+            if let Some(dir) = dirs.recovered(vhost, name) {
+                return Ok(dir);
+            }
+        }
+        blocking(|| dirs.create(vhost, name)).map_err(|e| store_failed("create exchange data", e))
+    }
+
+    /// Opens (recovering) a log kept in an exchange's data directory.
+    pub fn open_log_at(
+        &self,
+        dir: &Path,
+    ) -> Result<
+        (
+            QueueLog,
+            Vec<RecoveredMessage>,
+            warren_store::RecoveryReport,
+        ),
+        StoreError,
+    > {
+        blocking(|| QueueLog::open(dir, QueueLogConfig::default()))
+    }
+}
+
+/// Exchange types whose durable exchanges may have a data directory.
+fn keeps_data(kind: &str) -> bool {
+    matches!(
+        ExchangeType::parse(kind),
+        Some(ExchangeType::DelayedMessage | ExchangeType::MessageDeduplication)
+    )
+}
+
 pub fn exchange_def(vhost: &str, m: &ExchangeMeta) -> ExchangeDef {
     ExchangeDef {
         vhost: vhost.to_string(),
@@ -178,7 +229,7 @@ pub fn exchange_def(vhost: &str, m: &ExchangeMeta) -> ExchangeDef {
 }
 
 pub fn exchange_meta(d: &ExchangeDef) -> Option<ExchangeMeta> {
-    let Some(kind) = ExchangeKind::parse(&d.kind) else {
+    let Some(kind) = ExchangeType::parse(&d.kind) else {
         warn!(
             "stored exchange '{}' has unknown type '{}'; skipped",
             d.name, d.kind

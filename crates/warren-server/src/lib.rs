@@ -11,6 +11,7 @@ pub mod broker;
 pub mod config;
 mod connection;
 mod durability;
+mod exchange_state;
 mod names;
 mod queue_task;
 pub mod resources;

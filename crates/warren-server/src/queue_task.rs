@@ -13,6 +13,8 @@
 //! (`dead_letter`). `stored` is how messages are kept in the log.
 
 mod dead_letter;
+mod dedup;
+pub mod delay_store;
 mod paging;
 mod policy;
 mod stored;
@@ -31,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::error;
 use warren_amqp::ShortStr;
 use warren_core::args::QueueArgs;
+use warren_core::dedup::QueueDedup;
 use warren_core::entity::QueueMeta;
 use warren_core::queue::{
     ChannelKey, ConsumerId, ConsumerSpec, Delivery, Enqueued, QueueState, Queued, Seq,
@@ -186,6 +189,8 @@ pub struct QueueHandle {
     /// The queue may refuse publishes (`x-overflow` = `reject-publish(-dlx)` with a limit).
     /// Policies change it while the queue runs (see `policy`).
     may_refuse: AtomicBool,
+    /// Not a queue but a delayed exchange's store of held messages (see `delay_store`).
+    pub delay_store: bool,
     /// Publishes and the commands that must see them in order (bounded: backpressure).
     inbox: mpsc::Sender<QueueCmd>,
     inbox_bytes: Arc<Semaphore>,
@@ -199,6 +204,12 @@ pub struct QueueHandle {
 impl QueueHandle {
     /// `queue 'q' in vhost '/'`, for error texts.
     pub fn describe(&self) -> String {
+        if self.delay_store {
+            return format!(
+                "delayed messages of exchange '{}' in vhost '{}'",
+                self.meta.name, self.vhost
+            );
+        }
         format!("queue '{}' in vhost '{}'", self.meta.name, self.vhost)
     }
 
@@ -345,10 +356,12 @@ pub fn spawn(
         log_id,
         vhost: vhost.name.clone(),
         may_refuse,
+        delay_store: false,
         inbox: tx,
         inbox_bytes: Arc::new(Semaphore::new(INBOX_BYTES)),
         control: control_tx,
     }));
+    let mut dedup = args.deduplication.then(QueueDedup::new);
     let mut state = QueueState::with_args(args);
     let paging = vhost.durability().map(|d| PagingHandle {
         budget: d.paging.budget,
@@ -364,8 +377,9 @@ pub fn spawn(
                 .expect("a recovered queue's vhost is durable");
             let budget = paging.as_ref().map_or(usize::MAX, |p| p.budget);
             let mut now = None;
-            let (log, report) = durability
-                .recover_queue_log(log_id, |r| restore_one(&mut state, r, budget, &mut now))?;
+            let (log, report) = durability.recover_queue_log(log_id, |r| {
+                restore_one(&mut state, &mut dedup, r, budget, &mut now)
+            })?;
             crate::durability::log_recovery(&queue.meta.name, &report);
             Some(log)
         }
@@ -392,6 +406,7 @@ pub fn spawn(
         spill: None,
         spill_warned: false,
         stopped: false,
+        dedup,
     };
     task.state.set_memory_budget(task.wanted_budget());
     tokio::spawn(task.run(rx, control_rx, pressure_rx));
@@ -403,6 +418,7 @@ pub fn spawn(
 /// read buffer, so that they do not keep the whole buffer alive.
 fn restore_one(
     state: &mut QueueState<Sink>,
+    dedup: &mut Option<QueueDedup>,
     r: RecoveredMessage,
     budget: usize,
     now: &mut Option<u64>,
@@ -416,6 +432,12 @@ fn restore_one(
             0
         }
     });
+    dedup::restore_key(
+        dedup,
+        r.seq,
+        &message,
+        state.deadline(&message, enqueued_ms),
+    );
     let (message, paged_at) = if state.loaded_bytes() + message.footprint() > budget {
         (message, Some(paging::IN_LOG))
     } else {
@@ -439,7 +461,7 @@ struct PagingHandle {
 
 /// Wall-clock milliseconds since the Unix epoch: message deadlines are kept in it because
 /// they outlive the process (stored enqueue times), and `x-death` records it.
-fn wall_clock_ms() -> u64 {
+pub(crate) fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -473,6 +495,8 @@ struct QueueTask {
     spill_warned: bool,
     /// The broker is stopping: the task ends after this batch.
     stopped: bool,
+    /// The keys of the messages in a deduplicating queue (`dedup`).
+    dedup: Option<QueueDedup>,
 }
 
 /// Why the queue task woke up.
@@ -658,6 +682,9 @@ impl QueueTask {
                 self.read_ahead(1);
                 let got = self.state.get(owner, no_ack);
                 if let Some((d, _)) = &got {
+                    if no_ack {
+                        self.dedup_release([d.seq]);
+                    }
                     if d.message.is_persistent() {
                         if no_ack {
                             self.forget(&[d.seq]);
@@ -669,9 +696,16 @@ impl QueueTask {
                 let _ = reply.send(got);
             }
             QueueCmd::Ack(seqs) => {
-                let mut gone = Vec::new();
-                self.state.ack(&seqs, |q| persistent_seq(q, &mut gone));
+                let (mut gone, mut left) = (Vec::new(), Vec::new());
+                let dedup = self.dedup.is_some();
+                self.state.ack(&seqs, |q| {
+                    persistent_seq(q, &mut gone);
+                    if dedup {
+                        left.push(q.seq);
+                    }
+                });
                 self.forget(&gone);
+                self.dedup_release(left);
             }
             QueueCmd::Requeue(seqs) => self.state.requeue(&seqs),
             // The messages die (reason `rejected`): `bury` deals with them after the batch.
@@ -689,12 +723,14 @@ impl QueueTask {
                 }
             }
             QueueCmd::Purge { reply } => {
-                let (mut gone, mut paged) = (Vec::new(), Vec::new());
+                let (mut gone, mut paged, mut left) = (Vec::new(), Vec::new(), Vec::new());
                 let n = self.state.purge(|q| {
                     persistent_seq(q, &mut gone);
                     paged.extend(q.content.paged());
+                    left.push(q.seq);
                 });
                 self.forget(&gone);
+                self.dedup_release(left);
                 for p in paged {
                     self.release(p);
                 }
@@ -751,6 +787,11 @@ impl QueueTask {
             } else {
                 0
             };
+            // A duplicate is dropped, and dealt with as far as its publisher is concerned.
+            let Ok(key) = self.dedup_check(&p.message) else {
+                acked.extend(p.confirm);
+                continue;
+            };
             let seq = match self.state.publish(p.message.clone(), now_ms) {
                 Enqueued::Accepted(seq) => seq,
                 Enqueued::Refused => {
@@ -758,6 +799,9 @@ impl QueueTask {
                     continue;
                 }
             };
+            if let Some(key) = key {
+                self.dedup_enqueued(key, seq, &p.message, now_ms);
+            }
             let in_log = match self.log.as_mut().filter(|_| p.message.is_persistent()) {
                 Some(log) => {
                     let written =
@@ -775,6 +819,10 @@ impl QueueTask {
                 }
             };
             self.page_if_over_budget(seq, &p.message, in_log);
+            // Messages this publish pushed out free their keys before the next publish.
+            if self.dedup.is_some() && self.state.has_dead() {
+                self.bury();
+            }
         }
         let Some(sink) = sink else { return };
         for (ok, publishes) in [(false, nacked), (true, acked)] {
@@ -805,9 +853,13 @@ impl QueueTask {
     /// Hands loaded ready messages to consumers; returns how many.
     fn dispatch_loaded(&mut self) -> usize {
         let mut batches: Vec<(u64, Sink, Vec<OutDelivery>)> = Vec::new();
-        let (mut gone, mut delivered) = (Vec::new(), Vec::new());
+        let (mut gone, mut delivered, mut auto_acked) = (Vec::new(), Vec::new(), Vec::new());
         let durable = self.log.is_some();
+        let dedup = self.dedup.is_some();
         let count = self.state.dispatch(|spec, delivery| {
+            if dedup && spec.no_ack {
+                auto_acked.push(delivery.seq);
+            }
             if durable && delivery.message.is_persistent() {
                 if spec.no_ack {
                     gone.push(delivery.seq);
@@ -835,6 +887,7 @@ impl QueueTask {
         }
         self.forget(&gone);
         self.mark_delivered(&delivered);
+        self.dedup_release(auto_acked);
         count
     }
 

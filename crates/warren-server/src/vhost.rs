@@ -7,6 +7,7 @@
 mod policies;
 
 use crate::durability::{self, Durability};
+use crate::exchange_state::{Admission, ExchangeState};
 use crate::queue_task::{self, LogSource, QueueRef};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwapOption;
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use warren_amqp::{FieldTable, ShortStr};
 use warren_core::entity::{ExchangeMeta, QueueMeta};
+use warren_core::exchange_type::ExchangeType;
 use warren_core::policy::PolicySet;
 use warren_core::routing::{ExchangeKind, Router};
 use warren_core::{AmqpError, Message};
@@ -37,15 +39,18 @@ pub struct Exchange {
     pub router: Snapshot<Router<Destination>>,
     /// The `alternate-exchange` of the policy that applies, if any (the argument wins).
     policy_alternate: ArcSwapOption<ShortStr>,
+    /// How its type routes, and what a delayed or deduplication exchange keeps.
+    pub state: ExchangeState,
 }
 
 impl Exchange {
-    fn new(meta: ExchangeMeta) -> Exchange {
-        let router = Snapshot::new(Router::new(meta.kind));
+    fn new(meta: ExchangeMeta, state: ExchangeState) -> Exchange {
+        let router = Snapshot::new(Router::new(state.behaviour.routes_as));
         Exchange {
             meta,
             router,
             policy_alternate: ArcSwapOption::empty(),
+            state,
         }
     }
 
@@ -84,13 +89,14 @@ impl VHost {
         ] {
             let meta = ExchangeMeta {
                 name: ShortStr::from(n),
-                kind,
+                kind: ExchangeType::Builtin(kind),
                 durable: true,
                 auto_delete: false,
                 internal: false,
                 arguments: FieldTable::new(),
             };
-            exchanges.insert(meta.name.clone(), Arc::new(Exchange::new(meta)));
+            let state = ExchangeState::plain(kind);
+            exchanges.insert(meta.name.clone(), Arc::new(Exchange::new(meta, state)));
         }
         Arc::new(VHost {
             name: name.to_string(),
@@ -118,7 +124,14 @@ impl VHost {
         self.restore_policies(defs);
         for d in defs.exchanges.iter().filter(|d| d.vhost == self.name) {
             if let Some(meta) = durability::exchange_meta(d) {
-                let ex = Arc::new(Exchange::new(meta));
+                let state = match ExchangeState::restore(self, &meta) {
+                    Ok(state) => state,
+                    Err(e) => {
+                        tracing::error!("exchange '{}' cannot be recovered: {}", d.name, e.text);
+                        continue;
+                    }
+                };
+                let ex = Arc::new(Exchange::new(meta, state));
                 self.exchanges
                     .update(|m| m.insert(ex.meta.name.clone(), ex));
             }
@@ -155,6 +168,16 @@ impl VHost {
             ex.router.update(|r| r.bind(&key, &b.arguments, dest));
         }
         self.apply_exchange_policies();
+        // Delayed messages whose time came while the broker was down go now that their
+        // bindings are back.
+        for ex in self.exchanges.load().values() {
+            ex.state.start();
+        }
+    }
+
+    /// A new queue id (queues and delay stores are routing destinations numbered alike).
+    pub(crate) fn next_queue_id(&self) -> u64 {
+        self.next_queue_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Makes definition changes durable, if this vhost keeps any.
@@ -223,6 +246,17 @@ impl VHost {
         self.queues.load().values().cloned().collect()
     }
 
+    /// At shutdown: makes persistent deduplication caches durable and returns the delay
+    /// stores of delayed exchanges, to be stopped like queues.
+    pub fn stop_exchanges(&self) -> Vec<QueueRef> {
+        let exchanges = self.exchanges.load();
+        exchanges.values().for_each(|e| e.state.sync());
+        exchanges
+            .values()
+            .filter_map(|e| e.state.delay.clone())
+            .collect()
+    }
+
     pub fn no_exchange(&self, name: &str) -> AmqpError {
         AmqpError::no_exchange(name, &self.name)
     }
@@ -233,18 +267,26 @@ impl VHost {
 
     /// `exchange.declare` (not passive). Returns the existing exchange if an equivalent one
     /// exists.
-    pub fn declare_exchange(&self, meta: ExchangeMeta) -> Result<Arc<Exchange>, AmqpError> {
+    pub fn declare_exchange(
+        self: &Arc<Self>,
+        meta: ExchangeMeta,
+    ) -> Result<Arc<Exchange>, AmqpError> {
         let _guard = self.change();
         if let Some(existing) = self.exchanges.read(|m| m.get(&meta.name).cloned()) {
             existing.meta.check_equivalent(&meta, &self.name)?;
             return Ok(existing);
         }
+        // Arguments are validated when an exchange is created, as queues' are.
+        let state = ExchangeState::create(self, &meta)?;
         if meta.durable {
-            self.persist(&[DefinitionChange::PutExchange(durability::exchange_def(
-                &self.name, &meta,
-            ))])?;
+            if let Err(e) = self.persist(&[DefinitionChange::PutExchange(
+                durability::exchange_def(&self.name, &meta),
+            )]) {
+                state.destroy();
+                return Err(e);
+            }
         }
-        let ex = Arc::new(Exchange::new(meta));
+        let ex = Arc::new(Exchange::new(meta, state));
         self.apply_exchange_policy(&ex);
         self.exchanges
             .update(|m| m.insert(ex.meta.name.clone(), ex.clone()));
@@ -276,6 +318,7 @@ impl VHost {
             }])?;
         }
         self.exchanges.update(|m| m.remove(&ex.meta.name));
+        ex.state.destroy();
         self.remove_destination_locked(&Destination::Exchange(ex.meta.name.clone()));
         Ok(())
     }
@@ -386,7 +429,7 @@ impl VHost {
     ) -> Result<(), AmqpError> {
         let _guard = self.change();
         let ex = self.source_exchange(source)?;
-        warren_core::routing::validate_binding_arguments(ex.meta.kind, arguments)
+        warren_core::routing::validate_binding_arguments(ex.state.behaviour.routes_as, arguments)
             .map_err(AmqpError::precondition)?;
         if let Destination::Exchange(name) = &dest {
             if !self.exchanges.read(|m| m.contains_key(name)) {
@@ -473,7 +516,7 @@ impl VHost {
         by_key_only: &mut bool,
     ) {
         let before = out.len();
-        *by_key_only &= ex.meta.kind != ExchangeKind::Headers;
+        *by_key_only &= ex.state.behaviour.routes_by_key_only();
         if ex.is_default() {
             if let Some(q) = self.queue(&message.routing_key) {
                 out.push(q);
@@ -482,11 +525,20 @@ impl VHost {
         }
         let router = ex.router.load();
         let mut dests = Vec::new();
-        router.route(
-            &message.routing_key,
-            message.properties.headers.as_ref(),
-            &mut dests,
-        );
+        match ex.state.admit(message) {
+            Admission::Route => router.route(
+                &message.routing_key,
+                message.properties.headers.as_ref(),
+                &mut dests,
+            ),
+            // Held by the exchange: routed when its delay is over.
+            Admission::Delay(store) => {
+                out.push(store);
+                return;
+            }
+            // A duplicate matches no binding (its alternate exchange may take it).
+            Admission::Drop => {}
+        }
         let mut routed_any =
             !dests.is_empty() && dests.iter().any(|d| matches!(d, Destination::Queue(_)));
         for d in dests {

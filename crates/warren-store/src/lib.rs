@@ -5,6 +5,8 @@
 //!   torn tails and reports damage with file and offset.
 //! - [`DefinitionStore`]: durable exchanges, queues and bindings, as an append-only change
 //!   log compacted into a snapshot.
+//! - [`ExchangeDirs`]: data directories of durable exchanges whose type keeps state (delayed
+//!   messages, deduplication caches), each tied to its exchange by an owner file.
 //!
 //! Every file is a sequence of CRC32C-checked records. Each on-disk structure is described
 //! once, in the module that reads and writes it: `record` (framing), `segment` (messages),
@@ -18,6 +20,7 @@
 mod acks;
 mod definitions;
 mod error;
+mod exchange_dirs;
 mod fsio;
 mod queue_log;
 mod record;
@@ -30,6 +33,7 @@ pub use definitions::{
     COMPACT_MIN_LOG_BYTES,
 };
 pub use error::StoreError;
+pub use exchange_dirs::ExchangeDirs;
 pub use queue_log::{QueueLog, QueueLogConfig, StoredMessage, ACTIVE_RECLAIM_MIN_BYTES};
 pub use record::DamageKind;
 pub use recovery::{Damage, RecoveredMessage, RecoveryReport};

@@ -302,3 +302,27 @@ fn expiration_property_is_parsed_as_rabbitmq_does() {
         "PRECONDITION_FAILED - invalid expiration '315360000001': {value_too_large,315360000001}"
     );
 }
+
+#[test]
+fn message_deduplication_is_a_boolean_argument() {
+    let on = QueueArgs::from_declaration(
+        &meta(
+            false,
+            false,
+            false,
+            &[("x-message-deduplication", FieldValue::Bool(true))],
+        ),
+        "/",
+    )
+    .unwrap();
+    assert!(on.deduplication);
+    assert!(
+        !QueueArgs::from_declaration(&meta(false, false, false, &[]), "/")
+            .unwrap()
+            .deduplication
+    );
+    assert_eq!(
+        refusal(&[("x-message-deduplication", s("true"))]),
+        "PRECONDITION_FAILED - invalid arg 'x-message-deduplication' for queue 'q' in vhost '/': {unacceptable_type,longstr}"
+    );
+}

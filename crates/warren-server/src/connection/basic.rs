@@ -352,7 +352,10 @@ impl Connection {
             _ => &scratch,
         };
         let direct_reply = super::reply_to::route_reply(&message);
-        if queues.is_empty() && p.mandatory && !direct_reply {
+        // A message a delayed exchange holds counts as unroutable for `mandatory`, as with
+        // the RabbitMQ plugin: it is returned now and still routed when its delay is over.
+        let routed = queues.iter().any(|q| !q.delay_store);
+        if !routed && p.mandatory && !direct_reply {
             let ret = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortStr::from_static("NO_ROUTE"),

@@ -9,7 +9,7 @@ use warren_amqp::{
     QueueDeclareOk, QueueDelete, QueuePurge, QueueUnbind, ShortStr,
 };
 use warren_core::entity::{check_not_reserved, ExchangeMeta, QueueMeta};
-use warren_core::routing::ExchangeKind;
+use warren_core::exchange_type::ExchangeType;
 use warren_core::AmqpError;
 
 impl Connection {
@@ -30,11 +30,8 @@ impl Connection {
         }
         // A channel error, as RabbitMQ 3.13 and later (3.10 closed the connection with 503
         // COMMAND_INVALID); current clients' own suites, pika's among them, expect this.
-        let Some(kind) = ExchangeKind::parse(&m.kind) else {
-            return Err(AmqpError::precondition(format!(
-                "unknown exchange type '{}'",
-                m.kind
-            )));
+        let Some(kind) = ExchangeType::parse(&m.kind) else {
+            return Err(ExchangeType::unknown(&m.kind));
         };
         if self.vhost.exchange(&m.exchange).is_none() {
             check_not_reserved("exchange", &m.exchange)?;

@@ -25,6 +25,7 @@ impl QueueTask {
             return;
         }
         let dead = self.state.take_dead();
+        self.dedup_release(dead.iter().filter_map(|d| d.seq));
         let dead_lettering = self.state.args().dead_letter.is_some();
         // Paged-out messages are read back only to be dead-lettered, before the log learns
         // that they are gone.

@@ -1,0 +1,332 @@
+//! What some exchange types keep besides their bindings, and the check the publish path makes
+//! before it routes through them ([`ExchangeState::admit`]):
+//!
+//! - an `x-delayed-message` exchange holds messages with a positive `x-delay` in its *delay
+//!   store*, a queue-like task (`queue_task::delay_store`) that routes each through the
+//!   exchange when its delay is over; the publish path hands such a message to the store as
+//!   it would to a queue, so publisher confirms and `tx.commit` work unchanged;
+//! - an `x-message-deduplication` exchange (or a delayed exchange whose `x-delayed-type` is
+//!   one) drops messages whose `x-deduplication-header` its [`DedupCache`] has seen.
+//!
+//! A deduplication cache is shared by every connection publishing to the exchange, so it
+//! sits behind a mutex: the one lock per message on Warren's publish path, taken only for
+//! these exchanges and only for messages that carry the header.
+//!
+//! # Durability
+//!
+//! A durable exchange of these types gets a data directory (`warren_store::ExchangeDirs`):
+//! - `delayed/`: the delay store's message log (a `QueueLog`): persistent messages held by a
+//!   durable delayed exchange survive a restart and are routed when due (at once if the
+//!   delay ran out while the broker was down). Transient ones are held in memory only.
+//! - `dedup-cache/`: with `x-cache-persistence = disk`, the cache's entries, one `QueueLog`
+//!   record each (seq = the entry's stamp, `properties_raw` = expiry as u64 BE, body = the
+//!   key), acked when the entry leaves the cache. Entries reach the disk within
+//!   [`CACHE_SYNC_INTERVAL`] of their message, and at once on a clean stop; a crash may
+//!   forget the newest ones (those keys then pass once more). With `memory` (the plugin's default) the cache starts empty
+//!   after a restart.
+
+use crate::durability::blocking;
+use crate::queue_task::{self, wall_clock_ms, QueueRef};
+use crate::vhost::VHost;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tracing::error;
+use warren_amqp::ShortStr;
+use warren_core::dedup::{cache_ttl_header, DedupCache, DedupKey};
+use warren_core::delayed::delay_of;
+use warren_core::entity::ExchangeMeta;
+use warren_core::exchange_type::{CachePersistence, ExchangeBehaviour};
+use warren_core::routing::ExchangeKind;
+use warren_core::{AmqpError, Message};
+use warren_store::{ExchangeDirs, QueueLog, StoredMessage};
+
+/// How often a persistent deduplication cache's new entries are made durable.
+pub const CACHE_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Subdirectories of an exchange's data directory.
+const DELAYED_DIR: &str = "delayed";
+const DEDUP_CACHE_DIR: &str = "dedup-cache";
+
+/// What the publish path does with a message at an exchange.
+pub enum Admission {
+    /// Route it through the bindings.
+    Route,
+    /// Hand it to this delay store (a delayed message).
+    Delay(QueueRef),
+    /// Route it nowhere (a duplicate): as if no binding matched.
+    Drop,
+}
+
+pub struct ExchangeState {
+    pub behaviour: ExchangeBehaviour,
+    dedup: Option<Arc<Mutex<Cache>>>,
+    /// The delay store of a delayed exchange.
+    pub delay: Option<QueueRef>,
+    /// The data directory of a durable exchange that keeps state on disk.
+    dir: Option<PathBuf>,
+}
+
+/// A deduplication cache and, when it persists, its log.
+struct Cache {
+    cache: DedupCache,
+    log: Option<QueueLog>,
+    dirty: bool,
+}
+
+impl ExchangeState {
+    /// A built-in exchange type: nothing besides bindings.
+    pub fn plain(kind: ExchangeKind) -> Self {
+        ExchangeState {
+            behaviour: ExchangeBehaviour::plain(kind),
+            dedup: None,
+            delay: None,
+            dir: None,
+        }
+    }
+
+    /// For an exchange being declared: validates its arguments (406 naming the argument, as
+    /// the plugins answer) and sets up what its type keeps.
+    pub fn create(vhost: &Arc<VHost>, meta: &ExchangeMeta) -> Result<Self, AmqpError> {
+        let behaviour = ExchangeBehaviour::from_declaration(meta.kind, &meta.arguments)?;
+        Self::build(vhost, meta, behaviour, false)
+    }
+
+    /// For a durable exchange at start-up, with what it kept on disk. Its delay store waits
+    /// for [`ExchangeState::start`] (bindings must be restored before it routes).
+    pub fn restore(vhost: &Arc<VHost>, meta: &ExchangeMeta) -> Result<Self, AmqpError> {
+        let behaviour = ExchangeBehaviour::from_declaration(meta.kind, &meta.arguments)
+            .unwrap_or_else(|e| {
+                error!(
+                    "exchange '{}' in vhost '{}': arguments ignored: {}",
+                    meta.name, vhost.name, e.text
+                );
+                ExchangeBehaviour::plain(ExchangeKind::Direct)
+            });
+        Self::build(vhost, meta, behaviour, true)
+    }
+
+    fn build(
+        vhost: &Arc<VHost>,
+        meta: &ExchangeMeta,
+        behaviour: ExchangeBehaviour,
+        recovering: bool,
+    ) -> Result<Self, AmqpError> {
+        let persistent_cache = behaviour
+            .dedup
+            .is_some_and(|s| s.persistence == CachePersistence::Disk);
+        let dir = match vhost.durability() {
+            Some(d) if meta.durable && (behaviour.delayed || persistent_cache) => {
+                Some(d.exchange_dir(&vhost.name, &meta.name, recovering)?)
+            }
+            _ => None,
+        };
+        let mut state = ExchangeState {
+            behaviour,
+            dedup: None,
+            delay: None,
+            dir,
+        };
+        if let Err(e) = state.open(vhost, meta, recovering) {
+            // A new exchange leaves nothing behind; a recovered one keeps its data for the
+            // next start.
+            if !recovering {
+                state.destroy();
+            }
+            return Err(e);
+        }
+        Ok(state)
+    }
+
+    fn open(
+        &mut self,
+        vhost: &Arc<VHost>,
+        meta: &ExchangeMeta,
+        recovering: bool,
+    ) -> Result<(), AmqpError> {
+        if let Some(settings) = self.behaviour.dedup {
+            let mut cache = Cache {
+                cache: DedupCache::new(settings.size, settings.ttl_ms),
+                log: None,
+                dirty: false,
+            };
+            if let (Some(dir), CachePersistence::Disk) = (&self.dir, settings.persistence) {
+                cache.cache.track_removals();
+                let (log, recovered) = open_log(vhost, dir.join(DEDUP_CACHE_DIR))?;
+                let now = wall_clock_ms();
+                for r in recovered {
+                    let expires = r
+                        .message
+                        .properties_raw
+                        .get(..8)
+                        .map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")));
+                    // Copied out of the segment's read buffer.
+                    let key = DedupKey::from_bytes(Bytes::copy_from_slice(&r.message.body));
+                    cache.cache.restore(key, expires, r.seq, now);
+                }
+                cache.log = Some(log);
+                cache.forget_removed();
+            }
+            let cache = Arc::new(Mutex::new(cache));
+            if cache.lock().log.is_some() {
+                tokio::spawn(sync_cache(Arc::downgrade(&cache)));
+            }
+            self.dedup = Some(cache);
+        }
+        if self.behaviour.delayed {
+            let (log, recovered) = match &self.dir {
+                Some(dir) => {
+                    let (log, recovered) = open_log(vhost, dir.join(DELAYED_DIR))?;
+                    (Some(log), recovered)
+                }
+                None => (None, Vec::new()),
+            };
+            self.delay = Some(queue_task::delay_store::spawn(
+                vhost,
+                meta,
+                log,
+                recovered,
+                self.dir.clone(),
+                !recovering,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Lets a restored delay store route what is due (once the vhost's bindings are back).
+    pub fn start(&self) {
+        if let Some(store) = &self.delay {
+            queue_task::delay_store::start(store);
+        }
+    }
+
+    /// The exchange is gone: stops its delay store (dropping what it held) and removes its
+    /// data.
+    pub fn destroy(&self) {
+        if let Some(cache) = &self.dedup {
+            if let Some(log) = cache.lock().log.take() {
+                if let Err(e) = blocking(|| log.destroy()) {
+                    error!("cannot remove a deduplication cache: {e}");
+                }
+            }
+        }
+        match (&self.delay, &self.dir) {
+            // The store removes the directory once it has closed its log.
+            (Some(store), _) => queue_task::delay_store::stop(store),
+            (None, Some(dir)) => {
+                if let Err(e) = blocking(|| ExchangeDirs::remove(dir)) {
+                    error!("cannot remove exchange data: {e}");
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Makes a persistent deduplication cache's new entries durable now (at shutdown).
+    pub fn sync(&self) {
+        if let Some(cache) = &self.dedup {
+            let mut guard = cache.lock();
+            let c = &mut *guard;
+            if let (Some(log), true) = (c.log.as_mut(), c.dirty) {
+                if let Err(e) = blocking(|| log.sync()) {
+                    error!("cannot sync a deduplication cache: {e}");
+                }
+                c.dirty = false;
+            }
+        }
+    }
+
+    /// Decides what happens to `message` at this exchange, before its bindings are looked
+    /// at: the delay comes first (a delayed deduplication exchange deduplicates when it
+    /// routes, after the delay), then deduplication.
+    pub fn admit(&self, message: &Message) -> Admission {
+        if let Some(store) = &self.delay {
+            if delay_of(message).is_some() {
+                return Admission::Delay(store.clone());
+            }
+        }
+        let Some(cache) = &self.dedup else {
+            return Admission::Route;
+        };
+        let Some(key) = DedupKey::of(message) else {
+            return Admission::Route;
+        };
+        let ttl = cache_ttl_header(message);
+        let now = wall_clock_ms();
+        let mut c = cache.lock();
+        let Some(stamp) = c.cache.admit(key.clone(), ttl, now) else {
+            return Admission::Drop;
+        };
+        if c.log.is_some() {
+            c.store(stamp, &key);
+        }
+        Admission::Route
+    }
+}
+
+impl Cache {
+    /// Appends a new entry to the log (buffered; [`sync_cache`] makes it durable).
+    fn store(&mut self, stamp: u64, key: &DedupKey) {
+        let expires = self.cache.expiry(key).unwrap_or(0);
+        let record = StoredMessage {
+            exchange: ShortStr::from_static(""),
+            routing_key: ShortStr::from_static(""),
+            properties_raw: Bytes::copy_from_slice(&expires.to_be_bytes()),
+            body: key.as_bytes().clone(),
+            enqueued_ms: None,
+        };
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.append(stamp, &record) {
+                error!("cannot store a deduplication cache entry: {e}");
+            }
+            self.dirty = true;
+        }
+        self.forget_removed();
+    }
+
+    /// Acks in the log the entries the cache dropped.
+    fn forget_removed(&mut self) {
+        let removed = self.cache.take_removed();
+        if let (Some(log), false) = (self.log.as_mut(), removed.is_empty()) {
+            if let Err(e) = log.ack(&removed) {
+                error!("cannot drop deduplication cache entries: {e}");
+            }
+            self.dirty = true;
+        }
+    }
+}
+
+/// Makes a persistent cache's changes durable every [`CACHE_SYNC_INTERVAL`], until its
+/// exchange is gone.
+async fn sync_cache(cache: Weak<Mutex<Cache>>) {
+    loop {
+        tokio::time::sleep(CACHE_SYNC_INTERVAL).await;
+        let Some(cache) = cache.upgrade() else { return };
+        let mut guard = cache.lock();
+        let c = &mut *guard;
+        let Some(log) = c.log.as_mut() else { return };
+        if !c.dirty {
+            continue;
+        }
+        if let Err(e) = blocking(|| log.sync()) {
+            error!("cannot sync a deduplication cache: {e}");
+        }
+        c.dirty = false;
+    }
+}
+
+fn open_log(
+    vhost: &VHost,
+    dir: PathBuf,
+) -> Result<(QueueLog, Vec<warren_store::RecoveredMessage>), AmqpError> {
+    let durability = vhost
+        .durability()
+        .expect("exchange data directories exist only with durability");
+    let (log, recovered, report) = durability
+        .open_log_at(&dir)
+        .map_err(|e| AmqpError::internal(format!("cannot open {}: {e}", dir.display())))?;
+    crate::durability::log_recovery(&dir.display().to_string(), &report);
+    Ok((log, recovered))
+}
