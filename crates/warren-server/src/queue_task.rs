@@ -512,6 +512,20 @@ enum PendingConfirm {
     Sync(oneshot::Sender<bool>),
 }
 
+impl PendingConfirm {
+    /// Tells the waiting publisher (or `tx.commit`) whether its messages are on disk.
+    fn answer(self, ok: bool) {
+        match self {
+            PendingConfirm::Publishes(sink, publishes) => {
+                let _ = sink.send(Outbound::Confirmed { ok, publishes });
+            }
+            PendingConfirm::Sync(reply) => {
+                let _ = reply.send(ok);
+            }
+        }
+    }
+}
+
 impl QueueTask {
     async fn run(
         mut self,
@@ -948,14 +962,7 @@ impl QueueTask {
 
     fn send_confirms(&mut self, ok: bool) {
         for pending in self.unsynced_confirms.drain(..) {
-            match pending {
-                PendingConfirm::Publishes(sink, publishes) => {
-                    let _ = sink.send(Outbound::Confirmed { ok, publishes });
-                }
-                PendingConfirm::Sync(reply) => {
-                    let _ = reply.send(ok);
-                }
-            }
+            pending.answer(ok);
         }
     }
 

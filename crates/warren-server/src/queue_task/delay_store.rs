@@ -392,14 +392,7 @@ impl DelayStore {
         self.log_dirty = false;
         self.last_sync = Instant::now();
         for pending in self.unsynced_confirms.drain(..) {
-            match pending {
-                PendingConfirm::Publishes(sink, publishes) => {
-                    let _ = sink.send(Outbound::Confirmed { ok, publishes });
-                }
-                PendingConfirm::Sync(reply) => {
-                    let _ = reply.send(ok);
-                }
-            }
+            pending.answer(ok);
         }
     }
 
