@@ -212,21 +212,18 @@ impl RunningBroker {
                 tasks
             })
             .collect();
-        let stops = queues
-            .iter()
-            .map(|q| q.call(|reply| crate::queue_task::QueueCmd::Stop { reply }));
-        if tokio::time::timeout(SHUTDOWN_GRACE, futures_join_all(stops))
+        // In order: the delay stores are stopped before the queues they route to.
+        let stop_all = async {
+            for q in &queues {
+                q.call(|reply| crate::queue_task::QueueCmd::Stop { reply })
+                    .await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, stop_all)
             .await
             .is_err()
         {
             warn!("some queues did not stop within {:?}", SHUTDOWN_GRACE);
         }
-    }
-}
-
-/// Awaits every future (sequentially: each queue stops on its own task meanwhile).
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) {
-    for f in futures {
-        f.await;
     }
 }

@@ -130,31 +130,10 @@ impl Durability {
     /// Creates the message log of a new durable queue.
     pub fn create_queue_log(&self) -> Result<(u64, QueueLog), AmqpError> {
         let id = self.next_log_id.fetch_add(1, Ordering::Relaxed);
-        let (log, recovered, _) = self
-            .open_queue_log(id)
+        let (log, _) = self
+            .recover_queue_log(id, |_| debug_assert!(false, "a new log is empty"))
             .map_err(|e| store_failed("create a queue log", e))?;
-        debug_assert!(recovered.is_empty());
         Ok((id, log))
-    }
-
-    /// Opens (recovering) a durable queue's message log.
-    pub fn open_queue_log(
-        &self,
-        id: u64,
-    ) -> Result<
-        (
-            QueueLog,
-            Vec<RecoveredMessage>,
-            warren_store::RecoveryReport,
-        ),
-        StoreError,
-    > {
-        blocking(|| {
-            QueueLog::open(
-                &self.queues_dir.join(id.to_string()),
-                QueueLogConfig::default(),
-            )
-        })
     }
 
     /// Opens (recovering) a durable queue's message log, handing each recovered message to

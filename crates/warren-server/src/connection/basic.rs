@@ -32,6 +32,17 @@ enum Settle {
     Discard,
 }
 
+impl Settle {
+    /// What a `basic.reject` / `basic.nack` asks for.
+    fn rejected(requeue: bool) -> Settle {
+        if requeue {
+            Settle::Requeue
+        } else {
+            Settle::Discard
+        }
+    }
+}
+
 /// Writes `basic.deliver` with the message's content.
 pub(super) fn write_delivery(
     out: &mut BytesMut,
@@ -450,16 +461,7 @@ impl Connection {
             });
             return Ok(());
         }
-        self.settle(
-            ch,
-            tag,
-            multiple,
-            if requeue {
-                Settle::Requeue
-            } else {
-                Settle::Discard
-            },
-        )
+        self.settle(ch, tag, multiple, Settle::rejected(requeue))
     }
 
     fn settle(&mut self, ch: u16, tag: u64, multiple: bool, how: Settle) -> Result<(), AmqpError> {
@@ -550,16 +552,7 @@ impl Connection {
                     tag,
                     multiple,
                     requeue,
-                } => self.settle(
-                    ch,
-                    tag,
-                    multiple,
-                    if requeue {
-                        Settle::Requeue
-                    } else {
-                        Settle::Discard
-                    },
-                )?,
+                } => self.settle(ch, tag, multiple, Settle::rejected(requeue))?,
             }
         }
         self.flush_pending().await;
