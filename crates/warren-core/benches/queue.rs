@@ -1,11 +1,16 @@
-//! The queue's per-message cycle: enqueue, dispatch to a consumer within its prefetch, ack.
+//! The queue's per-message cycle, as its machine runs it: enqueue a batch (which dispatches
+//! to a consumer within its prefetch), report it written, ack.
 //! `cargo bench -p warren-core --bench queue`
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::sync::Arc;
 use warren_amqp::{BasicProperties, ShortStr};
-use warren_core::queue::{ChannelKey, ConsumerId, ConsumerSpec, QueueState, Seq};
+use warren_core::args::QueueArgs;
+use warren_core::queue::{
+    Command, ConsumerId, ConsumerSpec, Effect, Incoming, QueueConfig, QueueMachine, SessionId,
+    Settlement,
+};
 use warren_core::Message;
 
 const BATCH: usize = 1000;
@@ -20,21 +25,41 @@ fn message() -> Arc<Message> {
     })
 }
 
-fn consumer(no_ack: bool) -> ConsumerSpec<()> {
+fn consumer(no_ack: bool) -> ConsumerSpec {
     ConsumerSpec {
         id: ConsumerId(1),
         tag: ShortStr::from("c"),
-        owner: ChannelKey {
-            connection: 1,
-            channel: 1,
-        },
+        session: SessionId(1),
         no_ack,
         prefetch: 0,
         exclusive: false,
-        channel_credit: None,
         priority: 0,
-        sink: (),
+        window: 4096,
+        session_credit: None,
     }
+}
+
+fn queue_with(no_ack: bool) -> QueueMachine {
+    let mut q = QueueMachine::new(QueueConfig {
+        name: ShortStr::from("bench"),
+        vhost: "/".into(),
+        durable: false,
+        auto_delete: false,
+        args: QueueArgs::default(),
+    });
+    q.apply(0, Command::Consume(consumer(no_ack)));
+    q
+}
+
+fn batch(msg: &Arc<Message>) -> Command {
+    Command::Enqueue(
+        (0..BATCH)
+            .map(|_| Incoming {
+                message: msg.clone(),
+                confirm: None,
+            })
+            .collect(),
+    )
 }
 
 fn cycle(c: &mut Criterion) {
@@ -43,19 +68,20 @@ fn cycle(c: &mut Criterion) {
     let msg = message();
     group.bench_function("enqueue_dispatch_ack_1000", |b| {
         b.iter_batched(
-            || {
-                let mut q = QueueState::new();
-                q.add_consumer(consumer(false), "queue 'bench'").unwrap();
-                q
-            },
-            |mut q| {
-                let mut seqs: Vec<Seq> = Vec::with_capacity(BATCH);
-                for _ in 0..BATCH {
-                    q.publish(msg.clone(), 0);
-                }
-                q.dispatch(|_, d| seqs.push(d.seq));
-                q.credit(ConsumerId(1), BATCH as u32);
-                q.ack(&seqs, |_| {});
+            || (queue_with(false), batch(&msg), Vec::with_capacity(BATCH + 8)),
+            |(mut q, cmd, mut effects)| {
+                q.apply(0, cmd);
+                q.drain_effects(&mut effects);
+                let seqs = effects
+                    .iter()
+                    .filter_map(|e| match e {
+                        Effect::Deliver { delivery, .. } => Some(delivery.seq),
+                        _ => None,
+                    })
+                    .collect();
+                let n = BATCH as u32;
+                q.apply(0, Command::Written { consumer: ConsumerId(1), n });
+                q.apply(0, Command::Settle { seqs, how: Settlement::Ack });
                 q
             },
             BatchSize::SmallInput,
@@ -63,18 +89,13 @@ fn cycle(c: &mut Criterion) {
     });
     group.bench_function("enqueue_dispatch_noack_1000", |b| {
         b.iter_batched(
-            || {
-                let mut q = QueueState::new();
-                q.add_consumer(consumer(true), "queue 'bench'").unwrap();
-                q
-            },
-            |mut q| {
-                for _ in 0..BATCH {
-                    q.publish(msg.clone(), 0);
-                }
-                q.dispatch(|_, _| {});
-                q.credit(ConsumerId(1), BATCH as u32);
-                q
+            || (queue_with(true), batch(&msg), Vec::with_capacity(BATCH + 8)),
+            |(mut q, cmd, mut effects)| {
+                q.apply(0, cmd);
+                q.drain_effects(&mut effects);
+                let n = BATCH as u32;
+                q.apply(0, Command::Written { consumer: ConsumerId(1), n });
+                (q, effects)
             },
             BatchSize::SmallInput,
         )

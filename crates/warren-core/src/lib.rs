@@ -14,8 +14,10 @@ pub mod error;
 pub mod exchange_type;
 pub mod message;
 pub mod policy;
+pub mod publish;
 pub mod queue;
 pub mod routing;
+pub mod session;
 
 pub use error::AmqpError;
 pub use message::Message;

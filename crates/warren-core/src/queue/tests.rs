@@ -1,13 +1,17 @@
+use super::state::*;
 use super::*;
+use warren_amqp::ShortStr;
 use crate::args::QueueArgs;
 use bytes::Bytes;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use warren_amqp::BasicProperties;
 
+mod command_simulation;
 mod consumer_order;
 mod dead_letters;
 mod limits;
+mod machine;
 mod paging;
 mod policy_change;
 mod priorities;
@@ -31,11 +35,11 @@ fn msg_with(n: u64, props: impl FnOnce(&mut BasicProperties)) -> Arc<Message> {
     })
 }
 
-fn queue_with(args: QueueArgs) -> QueueState<u64> {
+fn queue_with(args: QueueArgs) -> QueueState {
     QueueState::with_args(args)
 }
 
-fn bodies(q: &QueueState<u64>) -> Vec<u64> {
+fn bodies(q: &QueueState) -> Vec<u64> {
     q.ready_messages()
         .map(|r| u64::from_be_bytes(r.content.loaded().unwrap().body[..8].try_into().unwrap()))
         .collect()
@@ -56,32 +60,29 @@ fn body_of(d: &Delivery) -> u64 {
     u64::from_be_bytes(d.message.body[..8].try_into().unwrap())
 }
 
-const CH1: ChannelKey = ChannelKey {
-    connection: 1,
-    channel: 1,
-};
-const CH2: ChannelKey = ChannelKey {
-    connection: 2,
-    channel: 1,
-};
+/// The write window the server gives its consumers.
+const WRITE_WINDOW: u32 = 4096;
 
-fn consumer(id: u64, owner: ChannelKey, prefetch: u16, no_ack: bool) -> ConsumerSpec<u64> {
+const CH1: SessionId = SessionId(101);
+const CH2: SessionId = SessionId(201);
+
+fn consumer(id: u64, owner: SessionId, prefetch: u16, no_ack: bool) -> ConsumerSpec {
     ConsumerSpec {
         id: ConsumerId(id),
         tag: ShortStr::from(format!("c{id}")),
-        owner,
+        session: owner,
         no_ack,
         prefetch,
         exclusive: false,
         priority: 0,
-        channel_credit: None,
-        sink: id,
+        window: WRITE_WINDOW,
+        session_credit: None,
     }
 }
 
-fn drain(q: &mut QueueState<u64>) -> Vec<(u64, Delivery)> {
+fn drain(q: &mut QueueState) -> Vec<(u64, Delivery)> {
     let mut out = Vec::new();
-    q.dispatch(|c, d| out.push((c.sink, d)));
+    q.dispatch(|c, d| out.push((c.id.0, d)));
     out
 }
 
@@ -124,22 +125,53 @@ fn prefetch_limits_unacked_deliveries_until_ack() {
 }
 
 #[test]
-fn channel_global_prefetch_is_shared_between_consumers() {
-    let credit = Arc::new(ChannelCredit::default());
-    credit.set_limit(3);
+fn session_credit_limits_a_consumer_and_is_reported_wanted_once() {
     let mut q = QueueState::new();
-    let mut a = consumer(1, CH1, 0, false);
-    a.channel_credit = Some(credit.clone());
-    let mut b = consumer(2, CH1, 0, false);
-    b.channel_credit = Some(credit.clone());
+    let a = ConsumerSpec {
+        session_credit: Some(2),
+        ..consumer(1, CH1, 0, false)
+    };
     q.add_consumer(a, "q").unwrap();
-    q.add_consumer(b, "q").unwrap();
     for i in 0..10 {
         q.publish(msg(i), 0);
     }
-    assert_eq!(drain(&mut q).len(), 3);
-    assert!(credit.release(1), "channel was at its limit");
+    assert_eq!(drain(&mut q).len(), 2);
+    assert_eq!(q.credit_wanted(), vec![(CH1, ConsumerId(1))]);
+    assert_eq!(q.credit_wanted(), vec![], "reported once per starvation");
+    q.grant(ConsumerId(1), Grant::Add(1));
     assert_eq!(drain(&mut q).len(), 1);
+    assert_eq!(q.credit_wanted(), vec![(CH1, ConsumerId(1))]);
+    q.grant(ConsumerId(1), Grant::Add(5));
+    q.grant(ConsumerId(1), Grant::Unlimited);
+    assert_eq!(drain(&mut q).len(), 7);
+}
+
+#[test]
+fn reclaim_gives_back_unused_session_credit() {
+    let mut q = QueueState::new();
+    let a = ConsumerSpec {
+        session_credit: Some(5),
+        ..consumer(1, CH1, 0, false)
+    };
+    q.add_consumer(a, "q").unwrap();
+    q.publish(msg(0), 0);
+    assert_eq!(drain(&mut q).len(), 1);
+    assert_eq!(q.grant(ConsumerId(1), Grant::Reclaim), Some((CH1, 4)));
+    q.publish(msg(1), 0);
+    assert!(drain(&mut q).is_empty());
+}
+
+#[test]
+fn no_ack_consumers_ignore_session_credit() {
+    let mut q = QueueState::new();
+    let a = ConsumerSpec {
+        session_credit: Some(0),
+        ..consumer(1, CH1, 0, true)
+    };
+    q.add_consumer(a, "q").unwrap();
+    q.publish(msg(0), 0);
+    assert_eq!(drain(&mut q).len(), 1);
+    assert!(q.credit_wanted().is_empty());
 }
 
 #[test]
@@ -151,7 +183,7 @@ fn no_ack_consumer_is_bounded_by_write_window_and_resumes_on_credit() {
     }
     assert_eq!(drain(&mut q).len(), WRITE_WINDOW as usize);
     assert_eq!(q.unacked_count(), 0);
-    q.credit(ConsumerId(1), 5);
+    q.written(ConsumerId(1), 5);
     assert_eq!(drain(&mut q).len(), 5);
 }
 
@@ -186,7 +218,7 @@ fn closing_a_channel_requeues_its_deliveries_in_order_and_removes_its_consumers(
     }
     drain(&mut q);
     q.get(CH2, false); // nothing left for get; holds nothing
-    let removed = q.channel_closed(CH1);
+    let removed = q.session_closed(CH1);
     assert_eq!(removed.len(), 1);
     assert_eq!(q.consumer_count(), 0);
     assert_eq!(q.message_count(), 4);
@@ -221,7 +253,7 @@ fn exclusive_consumer_excludes_others_both_ways() {
 
 #[test]
 fn restored_messages_keep_their_numbers_and_publishing_continues_after_them() {
-    let mut q: QueueState<u64> = QueueState::new();
+    let mut q: QueueState = QueueState::new();
     q.restore(5, msg(0), true, 0, None);
     q.restore(9, msg(1), false, 0, None);
     let seq = q.publish(msg(2), 0);
@@ -232,7 +264,7 @@ fn restored_messages_keep_their_numbers_and_publishing_continues_after_them() {
 
 #[test]
 fn get_reports_remaining_count_and_purge_keeps_unacked() {
-    let mut q: QueueState<u64> = QueueState::new();
+    let mut q: QueueState = QueueState::new();
     for i in 0..3 {
         q.publish(msg(i), 0);
     }
@@ -251,19 +283,16 @@ fn get_reports_remaining_count_and_purge_keeps_unacked() {
 fn simulation_preserves_messages_and_order() {
     for seed in 0..200u64 {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut q: QueueState<u64> = QueueState::new();
+        let mut q: QueueState = QueueState::new();
         let owners = [
             CH1,
             CH2,
-            ChannelKey {
-                connection: 3,
-                channel: 7,
-            },
+            SessionId(307),
         ];
         let mut next_msg = 0u64;
         let mut next_consumer = 1u64;
-        let mut live: Vec<(ConsumerId, ChannelKey)> = Vec::new();
-        let mut held: HashMap<Seq, (u64, ChannelKey)> = HashMap::new(); // seq -> (msg, owner)
+        let mut live: Vec<(ConsumerId, SessionId)> = Vec::new();
+        let mut held: HashMap<Seq, (u64, SessionId)> = HashMap::new(); // seq -> (msg, owner)
         let mut acked: HashSet<u64> = HashSet::new();
         let mut last_fresh: HashMap<u64, u64> = HashMap::new();
         for _ in 0..400 {
@@ -302,14 +331,14 @@ fn simulation_preserves_messages_and_order() {
                 }
                 5 => {
                     let owner = owners[rng.gen_range(0..owners.len())];
-                    q.channel_closed(owner);
+                    q.session_closed(owner);
                     live.retain(|(_, o)| *o != owner);
                     held.retain(|_, (_, o)| *o != owner);
                 }
                 _ => {}
             }
             let mut out = Vec::new();
-            q.dispatch(|c, d| out.push((c.sink, c.owner, d)));
+            q.dispatch(|c, d| out.push((c.id.0, c.session, d)));
             for (c, owner, d) in out {
                 let m = body_of(&d);
                 assert!(
@@ -327,7 +356,7 @@ fn simulation_preserves_messages_and_order() {
                         "seed {seed}: fresh messages out of order"
                     );
                 }
-                q.credit(ConsumerId(c), 1);
+                q.written(ConsumerId(c), 1);
             }
         }
         // Everything published is acked, held, or ready: nothing lost.

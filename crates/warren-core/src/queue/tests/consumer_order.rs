@@ -3,7 +3,7 @@
 use super::*;
 use crate::args::QueueArgs;
 
-fn with_priority(id: u64, owner: ChannelKey, prefetch: u16, priority: i64) -> ConsumerSpec<u64> {
+fn with_priority(id: u64, owner: SessionId, prefetch: u16, priority: i64) -> ConsumerSpec {
     ConsumerSpec {
         priority,
         ..consumer(id, owner, prefetch, false)
@@ -46,7 +46,7 @@ fn single_active_consumer_without_credit_holds_messages_back_from_the_others() {
     assert_eq!(first.len(), 1);
     // The active consumer's channel closes: its message comes back and the next consumer
     // gets everything, in order.
-    q.channel_closed(CH1);
+    q.session_closed(CH1);
     let got: Vec<(u64, u64)> = drain(&mut q)
         .iter()
         .map(|(c, d)| (*c, body_of(d)))
@@ -56,7 +56,7 @@ fn single_active_consumer_without_credit_holds_messages_back_from_the_others() {
 
 #[test]
 fn higher_priority_consumers_get_messages_while_they_have_credit() {
-    let mut q: QueueState<u64> = QueueState::new();
+    let mut q: QueueState = QueueState::new();
     q.add_consumer(with_priority(1, CH1, 0, 0), "q").unwrap();
     q.add_consumer(with_priority(2, CH2, 2, 10), "q").unwrap();
     for i in 0..5 {
@@ -72,7 +72,7 @@ fn higher_priority_consumers_get_messages_while_they_have_credit() {
 
 #[test]
 fn consumers_of_equal_priority_share_round_robin() {
-    let mut q: QueueState<u64> = QueueState::new();
+    let mut q: QueueState = QueueState::new();
     q.add_consumer(with_priority(1, CH1, 0, 5), "q").unwrap();
     q.add_consumer(with_priority(2, CH2, 0, 5), "q").unwrap();
     q.add_consumer(with_priority(3, CH2, 0, -1), "q").unwrap();
@@ -84,12 +84,10 @@ fn consumers_of_equal_priority_share_round_robin() {
 }
 
 #[test]
-fn priority_consumers_blocked_by_channel_credit_yield_to_lower_ones() {
-    let credit = Arc::new(ChannelCredit::default());
-    credit.set_limit(1);
-    let mut q: QueueState<u64> = QueueState::new();
+fn priority_consumers_without_session_credit_yield_to_lower_ones() {
+    let mut q: QueueState = QueueState::new();
     let mut high = with_priority(1, CH1, 0, 3);
-    high.channel_credit = Some(credit.clone());
+    high.session_credit = Some(1);
     q.add_consumer(high, "q").unwrap();
     q.add_consumer(with_priority(2, CH2, 0, 0), "q").unwrap();
     for i in 0..3 {

@@ -253,7 +253,7 @@ fn delivery_count_header_is_added_with_headers_sorted() {
 
 #[test]
 fn nack_without_requeue_dead_letters_with_reason_rejected() {
-    let mut q: QueueState<u64> = QueueState::new();
+    let mut q: QueueState = QueueState::new();
     q.publish(msg(7), 0);
     let (d, _) = q.get(CH1, false).unwrap();
     q.discard(&[d.seq]);
@@ -263,7 +263,7 @@ fn nack_without_requeue_dead_letters_with_reason_rejected() {
     assert_eq!(q.unacked_count(), 0);
 }
 
-fn quorum(limit: Option<i64>) -> QueueState<u64> {
+fn quorum(limit: Option<i64>) -> QueueState {
     queue_with(QueueArgs {
         queue_type: QueueType::Quorum,
         delivery_limit: limit,
@@ -326,7 +326,7 @@ fn a_message_returned_more_often_than_the_delivery_limit_dies_with_reason_delive
 
 #[test]
 fn classic_queues_count_returns_without_a_header() {
-    let mut q: QueueState<u64> = QueueState::new();
+    let mut q: QueueState = QueueState::new();
     q.publish(msg(0), 0);
     let (d, _) = q.get(CH1, false).unwrap();
     q.requeue(&[d.seq]);

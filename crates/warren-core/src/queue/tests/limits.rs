@@ -7,7 +7,7 @@ fn limited(
     max_length: Option<u64>,
     max_length_bytes: Option<u64>,
     overflow: Overflow,
-) -> QueueState<u64> {
+) -> QueueState {
     queue_with(QueueArgs {
         max_length,
         max_length_bytes,

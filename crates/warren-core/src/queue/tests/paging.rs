@@ -13,7 +13,7 @@ struct Disk {
 
 impl Disk {
     /// Publishes like the queue task: pages the new message out when over budget.
-    fn publish(&mut self, q: &mut QueueState<u64>, m: Arc<Message>) {
+    fn publish(&mut self, q: &mut QueueState, m: Arc<Message>) {
         let prio = m.properties.priority.unwrap_or(0);
         if let Enqueued::Accepted(seq) = q.publish(m.clone(), 0) {
             if q.over_budget() {
@@ -25,7 +25,7 @@ impl Disk {
     }
 
     /// Reads back the next `n` to deliver.
-    fn read_ahead(&mut self, q: &mut QueueState<u64>, n: usize) {
+    fn read_ahead(&mut self, q: &mut QueueState, n: usize) {
         for (seq, p) in q.paged_ahead(n) {
             let m = self.pages.remove(&p.place).expect("paged message on disk");
             assert!(q.load(seq, p.priority, m));
@@ -34,7 +34,7 @@ impl Disk {
 
     /// Delivers everything as the queue task does: load ahead, dispatch, repeat while
     /// dispatch stopped at a paged head.
-    fn drain(&mut self, q: &mut QueueState<u64>) -> Vec<u64> {
+    fn drain(&mut self, q: &mut QueueState) -> Vec<u64> {
         let mut got = Vec::new();
         loop {
             self.read_ahead(q, 4);
@@ -150,7 +150,7 @@ fn requeued_messages_come_back_loaded_at_their_place() {
     }
     q.requeue(&[first[1].1.seq]);
     let c = q.cancel_consumer(ConsumerId(1)).unwrap();
-    assert_eq!(c.sink, 1);
+    assert_eq!(c.id.0, 1);
     q.add_consumer(consumer(2, CH2, 0, true), "q").unwrap();
     assert_eq!(disk.drain(&mut q), vec![1, 3, 4, 5, 6, 7, 8, 9]);
 }

@@ -67,7 +67,7 @@ fn max_priority_zero_is_a_fifo_queue() {
 
 #[test]
 fn a_queue_without_max_priority_ignores_the_priority_property() {
-    let mut q: QueueState<u64> = QueueState::new();
+    let mut q: QueueState = QueueState::new();
     q.publish(prio(0, Some(1)), 0);
     q.publish(prio(1, Some(9)), 0);
     assert_eq!(bodies(&q), vec![0, 1]);

@@ -49,14 +49,11 @@ fn simulation_with_arguments_accounts_for_every_message() {
     for seed in 0..300u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let args = random_args(&mut rng);
-        let mut q: QueueState<u64> = QueueState::with_args(args.clone());
+        let mut q: QueueState = QueueState::with_args(args.clone());
         let owners = [
             CH1,
             CH2,
-            ChannelKey {
-                connection: 3,
-                channel: 7,
-            },
+            SessionId(307),
         ];
         let mut model = Model {
             deadline: HashMap::new(),
@@ -65,8 +62,8 @@ fn simulation_with_arguments_accounts_for_every_message() {
             discarded: HashSet::new(),
         };
         let (mut now, mut next_msg, mut next_consumer) = (1_000u64, 0u64, 1u64);
-        let mut live: Vec<(ConsumerId, ChannelKey)> = Vec::new();
-        let mut held: HashMap<Seq, (u64, ChannelKey)> = HashMap::new();
+        let mut live: Vec<(ConsumerId, SessionId)> = Vec::new();
+        let mut held: HashMap<Seq, (u64, SessionId)> = HashMap::new();
         let (mut acked, mut dead, mut refused) = (HashSet::new(), HashMap::new(), HashSet::new());
         let mut last_fresh: HashMap<(u64, u8), u64> = HashMap::new();
         for _ in 0..400 {
@@ -133,7 +130,7 @@ fn simulation_with_arguments_accounts_for_every_message() {
                 }
                 7 => {
                     let owner = owners[rng.gen_range(0..owners.len())];
-                    q.channel_closed(owner);
+                    q.session_closed(owner);
                     live.retain(|(_, o)| *o != owner);
                     for (_, (m, _)) in held.iter().filter(|(_, (_, o))| *o == owner) {
                         *model.returns.entry(*m).or_default() += 1;
@@ -157,7 +154,7 @@ fn simulation_with_arguments_accounts_for_every_message() {
                 }
             }
             let mut out = Vec::new();
-            q.dispatch(|c, d| out.push((c.sink, c.owner, d)));
+            q.dispatch(|c, d| out.push((c.id.0, c.session, d)));
             for (c, owner, d) in out {
                 let m = body_of(&d);
                 assert!(
@@ -182,7 +179,7 @@ fn simulation_with_arguments_accounts_for_every_message() {
                         "seed {seed}: fresh messages out of order"
                     );
                 }
-                q.credit(ConsumerId(c), 1);
+                q.written(ConsumerId(c), 1);
             }
             for d in q.take_dead() {
                 let m = body_of_message(d.content.loaded().unwrap());

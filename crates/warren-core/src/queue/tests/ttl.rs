@@ -4,7 +4,7 @@
 use super::*;
 use crate::args::QueueArgs;
 
-fn ttl_queue(ttl_ms: u64) -> QueueState<u64> {
+fn ttl_queue(ttl_ms: u64) -> QueueState {
     queue_with(QueueArgs {
         message_ttl_ms: Some(ttl_ms),
         ..QueueArgs::default()
@@ -40,7 +40,7 @@ fn queue_ttl_expires_messages_after_their_deadline_without_any_consumer() {
 
 #[test]
 fn plain_queue_has_no_deadline_and_never_needs_the_time() {
-    let mut q: QueueState<u64> = QueueState::new();
+    let mut q: QueueState = QueueState::new();
     assert!(!q.needs_time(&msg(0)));
     q.publish(msg(0), 0);
     assert_eq!(q.next_expiry_ms(), None);
@@ -56,7 +56,7 @@ fn message_expiration_and_queue_ttl_take_the_sooner() {
     q.publish(expiring(1, 5_000), 0);
     let deadlines: Vec<u64> = q.ready_messages().map(|m| m.expires_at_ms).collect();
     assert_eq!(deadlines, vec![10, 1_000]);
-    let mut plain: QueueState<u64> = QueueState::new();
+    let mut plain: QueueState = QueueState::new();
     assert!(plain.needs_time(&expiring(0, 1)));
     plain.publish(expiring(0, 20), 100);
     assert_eq!(plain.next_expiry_ms(), Some(120));
@@ -64,7 +64,7 @@ fn message_expiration_and_queue_ttl_take_the_sooner() {
 
 #[test]
 fn per_message_ttl_expires_only_at_the_head_as_rabbitmq_does() {
-    let mut q: QueueState<u64> = QueueState::new();
+    let mut q: QueueState = QueueState::new();
     q.publish(msg(0), 0);
     q.publish(expiring(1, 10), 0);
     q.expire(1_000);
@@ -82,7 +82,7 @@ fn per_message_ttl_expires_only_at_the_head_as_rabbitmq_does() {
 
 #[test]
 fn expired_heads_are_skipped_when_dispatching() {
-    let mut q: QueueState<u64> = QueueState::new();
+    let mut q: QueueState = QueueState::new();
     q.publish(msg(0), 0);
     q.publish(expiring(1, 10), 0);
     q.publish(msg(2), 0);
@@ -137,7 +137,7 @@ fn unused_queue_expires_only_while_it_has_no_consumers() {
     q.cancel_consumer(ConsumerId(1));
     q.touch(7_000);
     assert_eq!(q.unused_deadline_ms(), Some(8_000));
-    let plain: QueueState<u64> = QueueState::new();
+    let plain: QueueState = QueueState::new();
     assert_eq!(plain.unused_deadline_ms(), None);
 }
 
