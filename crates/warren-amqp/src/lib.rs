@@ -5,6 +5,7 @@
 //! Decoding never panics on any input; every failure is a typed [`Error`] that carries the
 //! AMQP reply code the peer should be closed with.
 
+pub mod content;
 pub mod error;
 pub mod frame;
 pub mod methods;

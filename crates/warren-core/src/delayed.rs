@@ -11,13 +11,18 @@
 //! Warren routes such a message at once, as for the other types it cannot read.)
 //!
 //! [`DelaySchedule`] orders held messages by due time, then by arrival (FIFO among equal due
-//! times). Pure state: time is an argument.
+//! times); [`DelayStore`] is a delayed exchange's store built on it. Pure state: time is an
+//! argument.
+
+mod store;
 
 use crate::Message;
 use bytes::BytesMut;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use warren_amqp::{FieldValue, ShortStr};
+
+pub use store::{DelayStore, Hold, Release};
 
 /// The message header holding the delay.
 pub const DELAY_HEADER: &str = "x-delay";

@@ -117,9 +117,11 @@ impl<D: Destination> Publisher<D> {
             (Some(c), true) => &c.destinations,
             _ => &self.scratch,
         };
+        let id = self.confirms.as_mut().map(ConfirmTracker::next_id);
         Ok(add_to_batches(
             &mut self.batches,
             self.confirms.as_mut(),
+            id,
             destinations,
             message,
         ))
@@ -128,12 +130,38 @@ impl<D: Destination> Publisher<D> {
     /// Adds `message` to the batches of `destinations` (routed by the caller), without the
     /// route cache.
     pub fn publish_to(&mut self, destinations: &[D], message: Arc<Message>) -> Published {
+        let id = self.confirms.as_mut().map(ConfirmTracker::next_id);
         add_to_batches(
             &mut self.batches,
             self.confirms.as_mut(),
+            id,
             destinations,
             message,
         )
+    }
+
+    /// As [`Publisher::publish_to`], with the caller's own confirm id (`None`: this publish
+    /// is not tracked). For a publisher whose confirms are numbered by something else: the
+    /// delayed-message store tracks each released message by its number in the store's log.
+    pub fn publish_tracked(
+        &mut self,
+        destinations: &[D],
+        message: Arc<Message>,
+        confirm: Option<ConfirmId>,
+    ) -> Published {
+        let confirm = confirm.filter(|_| self.confirms.is_some());
+        add_to_batches(
+            &mut self.batches,
+            self.confirms.as_mut(),
+            confirm,
+            destinations,
+            message,
+        )
+    }
+
+    /// The batches gathered so far, without taking them.
+    pub fn batches(&self) -> impl Iterator<Item = (&D, &[Incoming])> {
+        self.batches.iter().map(|(d, b)| (d, b.as_slice()))
     }
 
     pub fn has_batches(&self) -> bool {
@@ -168,12 +196,12 @@ impl<D: Destination> Publisher<D> {
 
 fn add_to_batches<D: Destination>(
     batches: &mut Vec<(D, Vec<Incoming>)>,
-    mut confirms: Option<&mut ConfirmTracker>,
+    confirms: Option<&mut ConfirmTracker>,
+    confirm: Option<ConfirmId>,
     destinations: &[D],
     message: Arc<Message>,
 ) -> Published {
     let routed = destinations.iter().any(D::counts_as_routed);
-    let confirm = confirms.as_mut().map(|c| c.next_id());
     let mut awaiting = 0;
     for d in destinations {
         let confirm = confirm.filter(|_| d.answers_confirm(&message));

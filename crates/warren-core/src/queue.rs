@@ -51,7 +51,7 @@ use std::sync::Arc;
 pub use command::{Command, ConsumerSpec, GetOk, Grant, Incoming, QueueStats, Reply, Settlement};
 pub use dead_letter::{dead_letter_message, is_death_cycle, with_delivery_count, DeathReason};
 pub use effect::{DeadLetter, Effect};
-pub use machine::{QueueConfig, QueueMachine, READ_AHEAD};
+pub use machine::{answers_confirm, QueueConfig, QueueMachine, READ_AHEAD};
 pub use state::{Dead, Enqueued};
 
 /// A message's number within its queue, given at enqueue.

@@ -34,7 +34,7 @@ pub async fn bind(addr: Option<std::net::SocketAddr>) -> std::io::Result<Option<
         info!("management API turned off");
         return Ok(None);
     };
-    let listener = crate::broker::bind(addr).await.map_err(|e| {
+    let listener = crate::listener::bind(addr).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("cannot listen for the management API on {addr}: {e}"),

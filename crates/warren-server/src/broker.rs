@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{info, warn};
-use warren_core::queue::ConsumerId;
+use warren_core::queue::{ConsumerId, SessionId};
 
 /// How long shutdown waits for connections to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -24,6 +24,7 @@ pub struct Broker {
     vhosts: HashMap<String, Arc<VHost>>,
     next_connection_id: AtomicU64,
     next_consumer_id: AtomicU64,
+    next_session_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
     alarms: watch::Receiver<Alarms>,
 }
@@ -60,6 +61,11 @@ impl Broker {
         ConsumerId(self.next_consumer_id.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// A new session id: each AMQP channel opened is one session to the queues.
+    pub fn next_session_id(&self) -> SessionId {
+        SessionId(self.next_session_id.fetch_add(1, Ordering::Relaxed))
+    }
+
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.clone()
     }
@@ -67,7 +73,7 @@ impl Broker {
     /// Binds the listener and starts accepting connections.
     pub async fn start(config: Config) -> std::io::Result<RunningBroker> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let listener = bind(config.listen).await?;
+        let listener = crate::listener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let management = admin::bind(config.management_listen).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -102,6 +108,7 @@ impl Broker {
             vhosts,
             next_connection_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),
+            next_session_id: AtomicU64::new(1),
             shutdown: shutdown_rx,
         });
         info!(
@@ -124,21 +131,6 @@ impl Broker {
             max_connections,
             accept,
         })
-    }
-}
-
-/// Binds the AMQP listener (and the management API's). The default, every IPv6 address
-/// (`[::]`), also takes IPv4 clients (a dual-stack socket, as RabbitMQ listens): clients
-/// that resolve `localhost` to `::1` first, as Node.js does, find the broker either way.
-/// Where IPv6 is not available that falls back to every IPv4 address.
-pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    match TcpListener::bind(addr).await {
-        Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
-            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
-            warn!("cannot listen on {addr} ({e}); listening on {v4}");
-            TcpListener::bind(v4).await
-        }
-        r => r,
     }
 }
 
@@ -199,24 +191,20 @@ impl RunningBroker {
             Ok(_) => info!("all connections closed"),
             Err(_) => warn!("some connections did not close within {:?}", SHUTDOWN_GRACE),
         }
-        // Then the queues: each applies what it was sent, syncs its log (so that acks are
-        // durable after a clean stop) and ends, before the runtime goes away under it.
-        let queues: Vec<_> = self
-            .broker
-            .vhosts
-            .values()
-            .flat_map(|v| {
-                // Delay stores first: once stopped they route nothing to a stopped queue.
-                let mut tasks = v.stop_exchanges();
-                tasks.extend(v.all_queues());
-                tasks
-            })
-            .collect();
-        // In order: the delay stores are stopped before the queues they route to.
+        // Then the delay stores (once stopped they route nothing to a stopped queue), then the
+        // queues: each applies what it was sent, syncs its log (so that acks are durable after
+        // a clean stop) and ends, before the runtime goes away under it.
+        let vhosts: Vec<_> = self.broker.vhosts.values().cloned().collect();
         let stop_all = async {
-            for q in &queues {
-                q.call(|reply| crate::queue_task::QueueCmd::Stop { reply })
-                    .await;
+            for v in &vhosts {
+                for store in v.stop_exchanges() {
+                    store.stop().await;
+                }
+            }
+            for v in &vhosts {
+                for q in v.all_queues() {
+                    q.stop().await;
+                }
             }
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, stop_all)

@@ -2,7 +2,7 @@
 //! before it routes through them ([`ExchangeState::admit`]):
 //!
 //! - an `x-delayed-message` exchange holds messages with a positive `x-delay` in its *delay
-//!   store*, a queue-like task (`queue_task::delay_store`) that routes each through the
+//!   store*, a task of its own (`delay_store`) that routes each through the
 //!   exchange when its delay is over; the publish path hands such a message to the store as
 //!   it would to a queue, so publisher confirms and `tx.commit` work unchanged;
 //! - an `x-message-deduplication` exchange (or a delayed exchange whose `x-delayed-type` is
@@ -26,7 +26,8 @@
 //!   after a restart.
 
 use crate::durability::blocking;
-use crate::queue_task::{self, wall_clock_ms, QueueRef};
+use crate::clock::wall_clock_ms;
+use crate::delay_store::{self, DelayRef, DelaySpawn};
 use crate::vhost::VHost;
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -55,7 +56,7 @@ pub enum Admission {
     /// Route it through the bindings.
     Route,
     /// Hand it to this delay store (a delayed message).
-    Delay(QueueRef),
+    Delay(DelayRef),
     /// Route it nowhere (a duplicate): as if no binding matched.
     Drop,
 }
@@ -64,7 +65,7 @@ pub struct ExchangeState {
     pub behaviour: ExchangeBehaviour,
     dedup: Option<Arc<Mutex<Cache>>>,
     /// The delay store of a delayed exchange.
-    pub delay: Option<QueueRef>,
+    pub delay: Option<DelayRef>,
     /// The data directory of a durable exchange that keeps state on disk.
     dir: Option<PathBuf>,
 }
@@ -183,14 +184,16 @@ impl ExchangeState {
                 }
                 None => (None, Vec::new()),
             };
-            self.delay = Some(queue_task::delay_store::spawn(
-                vhost,
-                meta,
+            self.delay = Some(delay_store::spawn(DelaySpawn {
+                id: vhost.next_queue_id(),
+                exchange: meta.name.clone(),
+                vhost: vhost.name.clone(),
                 log,
                 recovered,
-                self.dir.clone(),
-                !recovering,
-            ));
+                dir: self.dir.clone(),
+                started: !recovering,
+                routes: vhost.routes(),
+            }));
         }
         Ok(())
     }
@@ -198,7 +201,7 @@ impl ExchangeState {
     /// Lets a restored delay store route what is due (once the vhost's bindings are back).
     pub fn start(&self) {
         if let Some(store) = &self.delay {
-            queue_task::delay_store::start(store);
+            store.start();
         }
     }
 
@@ -214,7 +217,7 @@ impl ExchangeState {
         }
         match (&self.delay, &self.dir) {
             // The store removes the directory once it has closed its log.
-            (Some(store), _) => queue_task::delay_store::stop(store),
+            (Some(store), _) => store.destroy(),
             (None, Some(dir)) => {
                 if let Err(e) = blocking(|| ExchangeDirs::remove(dir)) {
                     error!("cannot remove exchange data: {e}");

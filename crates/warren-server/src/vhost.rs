@@ -8,13 +8,16 @@ mod policies;
 
 use crate::durability::{self, Durability};
 use crate::exchange_state::{Admission, ExchangeState};
-use crate::queue_task::{self, LogSource, QueueRef};
+use crate::delay_store::DelayRef;
+use crate::queue_task::{self, LogSource, QueueEnv, QueueRef};
+use crate::target::{QueueEvents, QueueGone, Routes, RoutesRef, Target};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use warren_core::args::QueueArgs;
 use warren_amqp::{FieldTable, ShortStr};
 use warren_core::entity::{ExchangeMeta, QueueMeta};
 use warren_core::exchange_type::ExchangeType;
@@ -73,6 +76,10 @@ pub struct VHost {
     durability: Option<Arc<Durability>>,
     /// Changed under the definitions lock too (see `policies`).
     policies: Mutex<PolicySet>,
+    /// Where this vhost's queues report that they are gone.
+    events: QueueEvents,
+    /// This vhost, for the routing its queues and delay stores do.
+    this: Weak<VHost>,
 }
 
 impl VHost {
@@ -98,7 +105,8 @@ impl VHost {
             let state = ExchangeState::plain(kind);
             exchanges.insert(meta.name.clone(), Arc::new(Exchange::new(meta, state)));
         }
-        Arc::new(VHost {
+        let (events, mut gone) = tokio::sync::mpsc::unbounded_channel::<QueueGone>();
+        let vhost = Arc::new_cyclic(|this| VHost {
             name: name.to_string(),
             changes: Mutex::new(()),
             generation: AtomicU64::new(0),
@@ -107,7 +115,21 @@ impl VHost {
             next_queue_id: AtomicU64::new(1),
             durability,
             policies: Mutex::new(PolicySet::new()),
-        })
+            events,
+            this: this.clone(),
+        });
+        // Queues that end by themselves (auto-delete, `x-expires`, their exclusive owner gone)
+        // say so here; the vhost then forgets them, their bindings and their definition.
+        let weak = Arc::downgrade(&vhost);
+        tokio::spawn(async move {
+            while let Some(QueueGone(queue)) = gone.recv().await {
+                match weak.upgrade() {
+                    Some(vhost) => vhost.forget_queue(&queue),
+                    None => return,
+                }
+            }
+        });
+        vhost
     }
 
     /// The stores, if this vhost keeps durable state.
@@ -141,7 +163,9 @@ impl VHost {
                 continue;
             };
             let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
-            match queue_task::spawn(id, meta, self, Some(LogSource::Recover(d.log_id))) {
+            let args = self.effective_args(&meta);
+            let env = self.queue_env();
+            match queue_task::spawn(id, meta, &self.name, args, Some(LogSource::Recover(d.log_id)), env) {
                 Ok(queue) => {
                     self.queues
                         .update(|m| m.insert(queue.meta.name.clone(), queue));
@@ -173,6 +197,36 @@ impl VHost {
         for ex in self.exchanges.load().values() {
             ex.state.start();
         }
+    }
+
+    /// What a queue task needs from its vhost.
+    fn queue_env(&self) -> QueueEnv {
+        QueueEnv {
+            durability: self.durability.clone(),
+            routes: self.routes(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// This vhost's routing, for its queues and delay stores.
+    pub(crate) fn routes(&self) -> RoutesRef {
+        self.this.clone()
+    }
+
+    /// The settings a queue runs with: its arguments (validated when it was declared) under
+    /// the policy that applies. Recovered definitions whose arguments no longer pass run as
+    /// plain queues, with an error logged.
+    fn effective_args(&self, meta: &QueueMeta) -> QueueArgs {
+        let declared = QueueArgs::from_declaration(meta, &self.name).unwrap_or_else(|e| {
+            tracing::error!(
+                "queue '{}' in vhost '{}': arguments ignored: {}",
+                meta.name,
+                self.name,
+                e.text
+            );
+            QueueArgs::default()
+        });
+        self.queue_args_with_policy(meta, declared)
     }
 
     /// A new queue id (queues and delay stores are routing destinations numbered alike).
@@ -248,7 +302,7 @@ impl VHost {
 
     /// At shutdown: makes persistent deduplication caches durable and returns the delay
     /// stores of delayed exchanges, to be stopped like queues.
-    pub fn stop_exchanges(&self) -> Vec<QueueRef> {
+    pub fn stop_exchanges(&self) -> Vec<DelayRef> {
         let exchanges = self.exchanges.load();
         exchanges.values().for_each(|e| e.state.sync());
         exchanges
@@ -354,6 +408,13 @@ impl VHost {
         connection: u64,
     ) -> Result<(QueueRef, bool), AmqpError> {
         let _guard = self.change();
+        if let Some(gone) = self
+            .queues
+            .read(|m| m.get(&meta.name).filter(|q| q.is_gone()).cloned())
+        {
+            // Its task ended and its vhost has not heard yet: it no longer exists.
+            self.forget_queue_locked(&gone);
+        }
         if let Some(existing) = self.queues.read(|m| m.get(&meta.name).cloned()) {
             check_exclusive_access(&existing, connection)?;
             if !passive {
@@ -381,8 +442,9 @@ impl VHost {
             _ => None,
         };
         let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
-        let queue =
-            queue_task::spawn(id, meta, self, log).expect("a new queue's log needs no recovery");
+        let args = self.effective_args(&meta);
+        let queue = queue_task::spawn(id, meta, &self.name, args, log, self.queue_env())
+            .expect("a new queue's log needs no recovery");
         self.queues
             .update(|m| m.insert(queue.meta.name.clone(), queue.clone()));
         Ok((queue, true))
@@ -395,9 +457,17 @@ impl VHost {
         Ok(q)
     }
 
-    /// Called by the queue's own task when it deletes itself.
+    /// Removes a queue that is gone (its task ended by deletion), with its bindings and its
+    /// stored definition. Idempotent: the queue's deleter and its vhost's event both call it.
     pub fn forget_queue(&self, queue: &QueueRef) {
         let _guard = self.change();
+        self.forget_queue_locked(queue);
+    }
+
+    fn forget_queue_locked(&self, queue: &QueueRef) {
+        if !self.queues.read(|m| m.get(queue.name()).is_some_and(|q| q == queue)) {
+            return;
+        }
         if queue.log_id.is_some() {
             let change = DefinitionChange::DeleteQueue {
                 vhost: self.name.clone(),
@@ -492,7 +562,7 @@ impl VHost {
     /// depends only on (exchange, routing key) and so may be reused for the next message
     /// with the same pair while [`VHost::generation`] stays the same: it may not when a
     /// headers exchange took part.
-    pub fn route(&self, ex: &Exchange, message: &Message, out: &mut Vec<QueueRef>) -> bool {
+    pub fn route(&self, ex: &Exchange, message: &Message, out: &mut Vec<Target>) -> bool {
         let start = out.len();
         let mut visited: Vec<ShortStr> = Vec::new();
         let mut by_key_only = true;
@@ -510,7 +580,7 @@ impl VHost {
         &self,
         ex: &Exchange,
         message: &Message,
-        out: &mut Vec<QueueRef>,
+        out: &mut Vec<Target>,
         visited: &mut Vec<ShortStr>,
         depth: usize,
         by_key_only: &mut bool,
@@ -519,7 +589,7 @@ impl VHost {
         *by_key_only &= ex.state.behaviour.routes_by_key_only();
         if ex.is_default() {
             if let Some(q) = self.queue(&message.routing_key) {
-                out.push(q);
+                out.push(Target::Queue(q));
             }
             return;
         }
@@ -533,7 +603,7 @@ impl VHost {
             ),
             // Held by the exchange: routed when its delay is over.
             Admission::Delay(store) => {
-                out.push(store);
+                out.push(Target::Delay(store));
                 return;
             }
             // A duplicate matches no binding (its alternate exchange may take it).
@@ -543,7 +613,7 @@ impl VHost {
             !dests.is_empty() && dests.iter().any(|d| matches!(d, Destination::Queue(_)));
         for d in dests {
             match d {
-                Destination::Queue(q) => out.push(q),
+                Destination::Queue(q) => out.push(Target::Queue(q)),
                 Destination::Exchange(name) => {
                     if depth < MAX_ROUTING_DEPTH && !visited.contains(&name) && name != ex.meta.name
                     {
@@ -571,6 +641,13 @@ impl VHost {
                 }
             }
         }
+    }
+}
+
+impl Routes for VHost {
+    fn route(&self, exchange: &str, message: &Message, out: &mut Vec<Target>) -> Result<bool, AmqpError> {
+        let ex = self.exchange(exchange).ok_or_else(|| self.no_exchange(exchange))?;
+        Ok(VHost::route(self, &ex, message, out))
     }
 }
 

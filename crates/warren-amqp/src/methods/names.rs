@@ -12,6 +12,10 @@ pub const CLASS_BASIC: u16 = 60;
 pub const CLASS_CONFIRM: u16 = 85;
 pub const CLASS_TX: u16 = 90;
 
+/// `basic.publish`'s (class, method) id: the method RabbitMQ names in errors about a
+/// publish's content frames.
+pub const BASIC_PUBLISH: (u16, u16) = (CLASS_BASIC, 40);
+
 impl Method {
     /// (class id, method id) as on the wire.
     pub fn id(&self) -> (u16, u16) {

@@ -194,3 +194,18 @@ fn without_confirm_mode_nothing_is_tracked() {
     assert!(p.take_batches()[0].1[0].confirm.is_none());
     assert!(p.take_answers().is_empty());
 }
+
+#[test]
+fn a_publisher_with_its_own_numbers_learns_when_each_is_settled() {
+    let mut p = Publisher::new();
+    p.start_confirms();
+    let d2 = Dest { name: "d2", ..DURABLE };
+    p.publish_tracked(&[DURABLE, d2], message("a", true), Some(ConfirmId(41)));
+    p.publish_tracked(&[TRANSIENT], message("b", true), Some(ConfirmId(42)));
+    p.publish_tracked(&[DURABLE], message("c", true), None);
+    let answers = p.take_answers();
+    assert_eq!(answers.acked, vec![ConfirmId(42)], "nothing to wait for");
+    p.answered([ConfirmId(41)], true);
+    p.answered([ConfirmId(41)], false);
+    assert_eq!(p.take_answers().nacked, vec![ConfirmId(41)]);
+}

@@ -1,76 +1,23 @@
-//! `basic.*`, `confirm.*` and `tx.*` methods, and content assembly for publishes.
+//! `basic.*`, `confirm.*` and `tx.*`: the AMQP rendering of core's publishing and
+//! subscription pieces. A publish is assembled from its frames (`warren_amqp::content`),
+//! checked as RabbitMQ checks it, routed and batched by the channel's `Publisher`; consumers,
+//! delivery tags and settlements are the channel's `Subscriptions`.
 
-use super::channel::{Assembling, Body, ChannelConsumer, ChannelState, TxSettle};
-use super::{push_to, Connection, ConsumerEntry, Fault};
+use super::channel::{ChannelState, TxPublish};
+use super::deliver::write_content;
+use super::{Connection, Fault, WRITE_WINDOW};
 use crate::names;
-use crate::queue_task::{Publish, QueueCmd, QueueRef};
-use bytes::{Bytes, BytesMut};
+use crate::target::Target;
+use bytes::Bytes;
 use std::sync::Arc;
+use warren_amqp::content::{Assembly, ContentError};
 use warren_amqp::{
-    encode_body_frames, encode_content_header, encode_method, BasicCancel, BasicConsume, BasicGet,
-    BasicGetOk, BasicPublish, BasicQos, BasicReturn, ContentHeader, Method, ReplyCode, ShortStr,
+    encode_method, BasicCancel, BasicConsume, BasicGet, BasicGetOk, BasicPublish, BasicQos,
+    BasicReturn, ContentHeader, Method, ReplyCode, ShortStr, BASIC_PUBLISH,
 };
-use warren_core::queue::{ConsumerSpec, Delivery};
+use warren_core::queue::{Command, ConsumerSpec, Settlement};
+use warren_core::session::{Subscription, Transaction};
 use warren_core::{AmqpError, Message};
-
-/// Class id of `basic`, the only content class.
-const CLASS_BASIC: u16 = 60;
-
-/// The last routing result of a connection, valid while the vhost's generation stays.
-pub(super) struct RouteCache {
-    generation: u64,
-    exchange: ShortStr,
-    routing_key: ShortStr,
-    queues: Vec<QueueRef>,
-}
-
-/// How a settlement disposes of the messages it covers.
-#[derive(Clone, Copy)]
-enum Settle {
-    Ack,
-    Requeue,
-    Discard,
-}
-
-impl Settle {
-    /// What a `basic.reject` / `basic.nack` asks for.
-    fn rejected(requeue: bool) -> Settle {
-        if requeue {
-            Settle::Requeue
-        } else {
-            Settle::Discard
-        }
-    }
-}
-
-/// Writes `basic.deliver` with the message's content.
-pub(super) fn write_delivery(
-    out: &mut BytesMut,
-    ch: u16,
-    consumer_tag: &ShortStr,
-    delivery_tag: u64,
-    d: &Delivery,
-    frame_max: u32,
-) {
-    let m = &d.message;
-    warren_amqp::encode_deliver(
-        ch,
-        consumer_tag.as_bytes(),
-        delivery_tag,
-        d.redelivered,
-        m.exchange.as_bytes(),
-        m.routing_key.as_bytes(),
-        &m.properties_raw,
-        &m.body,
-        frame_max,
-        out,
-    );
-}
-
-fn write_content(out: &mut BytesMut, ch: u16, m: &Message, frame_max: u32) {
-    encode_content_header(ch, CLASS_BASIC, m.body.len() as u64, &m.properties_raw, out);
-    encode_body_frames(ch, &m.body, frame_max, out);
-}
 
 impl Connection {
     fn channel_mut(&mut self, ch: u16) -> &mut super::channel::Channel {
@@ -88,15 +35,9 @@ impl Connection {
         }
         let channel = self.channel_mut(ch);
         if m.global {
-            channel.credit.set_limit(m.prefetch_count as u32);
-            let queues: Vec<QueueRef> = channel
-                .consumers
-                .values()
-                .map(|c| c.queue.clone())
-                .collect();
-            self.pending.pokes.extend(queues);
+            channel.subs.set_shared_limit(m.prefetch_count as u32);
         } else {
-            channel.prefetch_count = m.prefetch_count;
+            channel.subs.set_prefetch(m.prefetch_count);
         }
         self.reply(ch, true, Method::BasicQosOk)
     }
@@ -115,11 +56,10 @@ impl Connection {
         } else {
             m.consumer_tag
         };
-        let owner = self.channel_key(ch);
         let id = self.broker.next_consumer_id();
-        let sink = self.sink.clone();
+        let priority = warren_core::args::consumer_priority(&m.arguments, &queue.describe())?;
         let channel = self.channel_mut(ch);
-        if channel.consumers.contains_key(&tag) {
+        if channel.subs.has_consumer(&tag) {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{tag}'"
             )));
@@ -127,37 +67,32 @@ impl Connection {
         let spec = ConsumerSpec {
             id,
             tag: tag.clone(),
-            owner,
+            session: channel.session,
             no_ack: m.no_ack,
-            prefetch: channel.prefetch_count,
+            prefetch: channel.subs.prefetch(),
             exclusive: m.exclusive,
-            priority: warren_core::args::consumer_priority(&m.arguments, &queue.describe())?,
-            channel_credit: Some(channel.credit.clone()),
-            sink,
+            priority,
+            window: WRITE_WINDOW,
+            session_credit: channel.subs.initial_credit(id, &queue, m.no_ack),
         };
-        match queue.call(|reply| QueueCmd::Consume { spec, reply }).await {
-            None => return Err(self.vhost.no_queue(queue.name())),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(())) => {}
-        }
+        let result = queue.consume(spec, self.sink.clone()).await;
         let channel = self.channel_mut(ch);
-        channel.consumers.insert(
-            tag.clone(),
-            ChannelConsumer {
+        match result {
+            Some(Ok(())) => channel.subs.subscribed(Subscription {
                 id,
-                queue: queue.clone(),
-            },
-        );
-        channel.touched_queues.insert(queue.id, queue.clone());
-        self.consumers.insert(
-            id,
-            ConsumerEntry {
-                channel: ch,
                 tag: tag.clone(),
                 queue,
                 no_ack: m.no_ack,
-            },
-        );
+            }),
+            Some(Err(e)) => {
+                channel.subs.not_subscribed(id);
+                return Err(e);
+            }
+            None => {
+                channel.subs.not_subscribed(id);
+                return Err(self.vhost.no_queue(queue.name()));
+            }
+        }
         self.reply(ch, !m.nowait, Method::BasicConsumeOk { consumer_tag: tag })
     }
 
@@ -165,20 +100,19 @@ impl Connection {
         self.cancel_replies(ch, &m.consumer_tag);
         let consumer = self
             .channel_mut(ch)
-            .consumers
-            .get(&m.consumer_tag)
+            .subs
+            .consumer_by_tag(&m.consumer_tag)
             .map(|c| (c.id, c.queue.clone()));
         if let Some((id, queue)) = consumer {
-            queue
-                .call(|reply| QueueCmd::Cancel {
-                    consumer: id,
-                    reply,
-                })
-                .await;
+            queue.ask(Command::Cancel(id)).await;
             // Deliveries the queue sent before it saw the cancel go out before cancel-ok.
             self.drain_outbound();
-            self.channel_mut(ch).consumers.remove(&m.consumer_tag);
-            self.consumers.remove(&id);
+            self.channel_mut(ch).subs.unsubscribe(&m.consumer_tag);
+            // An auto-delete queue went with its last consumer: the canceller's next command
+            // already finds it gone.
+            if queue.is_gone() {
+                self.vhost.forget_queue(&queue);
+            }
         }
         self.reply(
             ch,
@@ -197,11 +131,7 @@ impl Connection {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
-        self.channel_mut(ch).assembling = Some(Assembling {
-            publish: m,
-            header: None,
-            body: Body::Empty,
-        });
+        self.channel_mut(ch).assembling = Some(Assembly::new(m));
         Ok(())
     }
 
@@ -211,52 +141,30 @@ impl Connection {
         header: Box<ContentHeader>,
     ) -> Result<(), Fault> {
         let max = self.broker.config.max_message_size;
-        let Some(a) = self.assembling(ch, false)? else {
+        let Some(a) = self.assembling(ch)? else {
             return Ok(());
         };
-        if header.class_id != CLASS_BASIC {
-            let error = AmqpError::unexpected_frame(format!(
-                "expected content header for class {CLASS_BASIC}, got one for class {} instead",
-                header.class_id
-            ));
-            return Err(Fault::conn_at(error, 60, 40));
+        match a.header(header, max) {
+            Ok(true) => self.publish_complete(ch),
+            Ok(false) => Ok(()),
+            Err(e) => Err(content_fault(ch, e)),
         }
-        if header.body_size > max {
-            let error = AmqpError::precondition(format!(
-                "message size {} is larger than configured max size {max}",
-                header.body_size
-            ));
-            return Err(Fault::publish(ch, error));
-        }
-        let complete = header.body_size == 0;
-        a.header = Some(header);
-        if complete {
-            self.publish_complete(ch).await?;
-        }
-        Ok(())
     }
 
     pub(super) async fn on_body(&mut self, ch: u16, payload: Bytes) -> Result<(), Fault> {
-        let Some(a) = self.assembling(ch, true)? else {
+        let Some(a) = self.assembling(ch)? else {
             return Ok(());
         };
-        let expected = a.header.as_ref().map_or(0, |h| h.body_size);
-        let have = a.body.len() as u64 + payload.len() as u64;
-        if have > expected {
-            return Err(Fault::conn(AmqpError::unexpected_frame(format!(
-                "received {have} body bytes for a message of {expected} bytes"
-            ))));
+        match a.body(payload) {
+            Ok(true) => self.publish_complete(ch),
+            Ok(false) => Ok(()),
+            Err(e) => Err(content_fault(ch, e)),
         }
-        a.body.push(payload);
-        if have == expected {
-            self.publish_complete(ch).await?;
-        }
-        Ok(())
     }
 
-    /// The publish a content frame continues: one awaiting its header, or (`has_header`) its
-    /// body. `None` on a closing channel, whose frames are discarded.
-    fn assembling(&mut self, ch: u16, has_header: bool) -> Result<Option<&mut Assembling>, Fault> {
+    /// The publish a content frame continues. `None` on a closing channel, whose frames are
+    /// discarded.
+    fn assembling(&mut self, ch: u16) -> Result<Option<&mut Assembly>, Fault> {
         let Some(channel) = self.channels.get_mut(&ch) else {
             return Err(Fault::conn(AmqpError::channel_error(
                 "expected 'channel.open'",
@@ -265,61 +173,28 @@ impl Connection {
         if channel.state == ChannelState::Closing {
             return Ok(None);
         }
-        match channel
-            .assembling
-            .as_mut()
-            .filter(|a| a.header.is_some() == has_header)
-        {
+        match channel.assembling.as_mut() {
             Some(a) => Ok(Some(a)),
-            None => Err(Fault::conn(AmqpError::unexpected_frame(
-                "expected method frame, got non method frame instead",
-            ))),
+            None => Err(content_fault(ch, ContentError::NotExpected)),
         }
     }
 
     /// The last content frame of a publish arrived.
-    async fn publish_complete(&mut self, ch: u16) -> Result<(), Fault> {
+    fn publish_complete(&mut self, ch: u16) -> Result<(), Fault> {
         let channel = self.channel_mut(ch);
-        let a = channel.assembling.take().expect("caller checked");
-        let header = a.header.expect("caller checked");
-        let body = a.body.into_bytes();
+        let c = channel.assembling.take().expect("caller checked").finish();
         if let Some(tx) = channel.tx.as_mut() {
-            tx.publishes.push((a.publish, header, body));
+            tx.publish((c.publish, c.header, c.body));
             return Ok(());
         }
-        self.publish(ch, a.publish, header, body)
+        self.publish(ch, (c.publish, c.header, c.body))
             .map_err(|error| Fault::publish(ch, error))
     }
 
-    /// Routes a whole message and queues it for the per-read flush; earns a confirm.
-    fn publish(
-        &mut self,
-        ch: u16,
-        p: BasicPublish,
-        header: Box<ContentHeader>,
-        body: Bytes,
-    ) -> Result<(), AmqpError> {
+    /// Checks a whole message as RabbitMQ does, routes it and queues it for the per-read
+    /// flush; earns a confirm in confirm mode.
+    fn publish(&mut self, ch: u16, (p, header, body): TxPublish) -> Result<(), AmqpError> {
         self.publishing = true;
-        let generation = self.vhost.generation();
-        // Publishers usually send many messages to one (exchange, routing key): reuse the
-        // last routing result while no definition has changed.
-        let cached = self.route_cache.as_ref().is_some_and(|c| {
-            c.generation == generation && c.exchange == p.exchange && c.routing_key == p.routing_key
-        });
-        let ex = if cached {
-            None
-        } else {
-            let Some(ex) = self.vhost.exchange(&p.exchange) else {
-                return Err(self.vhost.no_exchange(&p.exchange));
-            };
-            if ex.meta.internal {
-                return Err(AmqpError::access_refused(format!(
-                    "cannot publish to internal exchange '{}' in vhost '{}'",
-                    p.exchange, self.vhost.name
-                )));
-            }
-            Some(ex)
-        };
         if let Some(expiration) = &header.properties.expiration {
             warren_core::args::parse_expiration(expiration)?;
         }
@@ -344,29 +219,24 @@ impl Connection {
             properties_raw,
             body,
         });
-        let mut scratch = std::mem::take(&mut self.route_scratch);
-        scratch.clear();
-        let cache_hit = ex.is_none();
-        if let Some(ex) = ex {
-            if self.vhost.route(&ex, &message, &mut scratch) {
-                self.route_cache = Some(RouteCache {
-                    generation,
-                    exchange: message.exchange.clone(),
-                    routing_key: message.routing_key.clone(),
-                    queues: scratch.clone(),
-                });
-            }
-        }
-        // A cache hit reads the cached destinations in place: no per-message clones.
-        let queues: &[QueueRef] = match &self.route_cache {
-            Some(c) if cache_hit => &c.queues,
-            _ => &scratch,
-        };
+        let vhost = &self.vhost;
+        let channel = self.channels.get_mut(&ch).expect("open channel");
+        let published = channel
+            .publisher
+            .publish(vhost.generation(), message.clone(), |m, out| {
+                let Some(ex) = vhost.exchange(&m.exchange) else {
+                    return Err(vhost.no_exchange(&m.exchange));
+                };
+                if ex.meta.internal {
+                    return Err(AmqpError::access_refused(format!(
+                        "cannot publish to internal exchange '{}' in vhost '{}'",
+                        m.exchange, vhost.name
+                    )));
+                }
+                Ok(vhost.route(&ex, m, out))
+            })?;
         let direct_reply = super::reply_to::route_reply(&message);
-        // A message a delayed exchange holds counts as unroutable for `mandatory`, as with
-        // the RabbitMQ plugin: it is returned now and still routed when its delay is over.
-        let routed = queues.iter().any(|q| !q.delay_store);
-        if !routed && p.mandatory && !direct_reply {
+        if !published.routed && p.mandatory && !direct_reply {
             let ret = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortStr::from_static("NO_ROUTE"),
@@ -376,120 +246,53 @@ impl Connection {
             encode_method(ch, &Method::BasicReturn(ret), &mut self.wbuf);
             write_content(&mut self.wbuf, ch, &message, self.frame_max);
         }
-        let channel = self.channels.get_mut(&ch).expect("open channel");
-        // In confirm mode, a persistent message is confirmed once every durable queue it was
-        // routed to has it on disk, and any message once every queue that may refuse it (a
-        // length limit with reject-publish) took it; anything else as soon as it is enqueued.
-        let confirm_seq = channel.confirm.then(|| channel.next_publish_seq);
-        let mut awaiting = 0;
-        for q in queues {
-            let confirm = match confirm_seq {
-                Some(seq) if q.answers_confirm(&message) => {
-                    awaiting += 1;
-                    Some((ch, seq))
-                }
-                _ => None,
-            };
-            let publish = Publish {
-                message: message.clone(),
-                confirm,
-            };
-            match self.pending.publishes.iter_mut().find(|(pq, _)| pq == q) {
-                Some((_, batch)) => batch.push(publish),
-                None => self.pending.publishes.push((q.clone(), vec![publish])),
-            }
-        }
-        self.route_scratch = scratch;
-        if let Some(seq) = confirm_seq {
-            channel.next_publish_seq += 1;
-            channel.await_confirms(seq, awaiting);
-        }
         Ok(())
     }
 
     pub(super) async fn basic_get(&mut self, ch: u16, m: BasicGet) -> Result<(), AmqpError> {
         let queue = self.lookup_queue(ch, &m.queue)?;
-        let owner = self.channel_key(ch);
+        let session = self.channel_mut(ch).session;
         let got = queue
-            .call(|reply| QueueCmd::Get {
-                owner,
-                no_ack: m.no_ack,
-                reply,
-            })
+            .get(session, m.no_ack)
             .await
             .ok_or_else(|| self.vhost.no_queue(queue.name()))?;
-        let Some((delivery, remaining)) = got else {
+        let Some(got) = got else {
+            self.channel_mut(ch).subs.touch(&queue);
             return self.reply(ch, true, Method::BasicGetEmpty);
         };
         let frame_max = self.frame_max;
         let channel = self.channel_mut(ch);
-        channel.touched_queues.insert(queue.id, queue.clone());
-        let tag = channel.next_delivery_tag(&queue, delivery.seq, !m.no_ack, false);
-        let msg = &delivery.message;
+        let tag = channel.subs.got(&queue, got.delivery.seq, m.no_ack);
+        let msg = &got.delivery.message;
         let ok = BasicGetOk {
             delivery_tag: tag,
-            redelivered: delivery.redelivered,
+            redelivered: got.delivery.redelivered,
             exchange: msg.exchange.clone(),
             routing_key: msg.routing_key.clone(),
-            message_count: remaining as u32,
+            message_count: got.remaining as u32,
         };
         encode_method(ch, &Method::BasicGetOk(ok), &mut self.wbuf);
         write_content(&mut self.wbuf, ch, msg, frame_max);
         Ok(())
     }
 
-    pub(super) fn basic_ack(&mut self, ch: u16, tag: u64, multiple: bool) -> Result<(), AmqpError> {
-        if let Some(tx) = self.channel_mut(ch).tx.as_mut() {
-            tx.settles.push(TxSettle::Ack { tag, multiple });
-            return Ok(());
-        }
-        self.settle(ch, tag, multiple, Settle::Ack)
-    }
-
-    pub(super) fn basic_nack(
+    /// `basic.ack`, `basic.nack`, `basic.reject`: settled now, or at commit in tx mode.
+    pub(super) fn basic_settle(
         &mut self,
         ch: u16,
         tag: u64,
         multiple: bool,
-        requeue: bool,
+        how: Settlement,
     ) -> Result<(), AmqpError> {
-        if let Some(tx) = self.channel_mut(ch).tx.as_mut() {
-            tx.settles.push(TxSettle::Nack {
-                tag,
-                multiple,
-                requeue,
-            });
+        let channel = self.channel_mut(ch);
+        if let Some(tx) = channel.tx.as_mut() {
+            tx.settle(tag, multiple, how);
             return Ok(());
         }
-        self.settle(ch, tag, multiple, Settle::rejected(requeue))
-    }
-
-    fn settle(&mut self, ch: u16, tag: u64, multiple: bool, how: Settle) -> Result<(), AmqpError> {
-        let channel = self.channels.get_mut(&ch).expect("open channel");
-        let list = match how {
-            Settle::Ack => &mut self.pending.acks,
-            Settle::Requeue => &mut self.pending.requeues,
-            Settle::Discard => &mut self.pending.discards,
-        };
-        let mut released = 0;
-        let known = channel.take_settled(tag, multiple, |u| {
-            released += u.via_consumer as u32;
-            push_to(list, &u.queue, u.seq);
-        });
-        if !known {
-            return Err(AmqpError::precondition(format!(
-                "unknown delivery tag {tag}"
-            )));
-        }
-        if released > 0 && channel.credit.release(released) {
-            // The channel was at its global prefetch: its consumers' queues may deliver again.
-            for c in channel.consumers.values() {
-                if !self.pending.pokes.contains(&c.queue) {
-                    self.pending.pokes.push(c.queue.clone());
-                }
-            }
-        }
-        Ok(())
+        channel
+            .subs
+            .settle(tag, multiple, how)
+            .map_err(|e| AmqpError::precondition(e.to_string()))
     }
 
     pub(super) async fn basic_recover(
@@ -501,7 +304,11 @@ impl Connection {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
-        self.settle(ch, 0, true, Settle::Requeue)?;
+        // Everything unsettled goes back, transaction or not.
+        self.channel_mut(ch)
+            .subs
+            .settle(0, true, Settlement::Requeue)
+            .map_err(|e| AmqpError::precondition(e.to_string()))?;
         self.flush_pending().await;
         self.reply(ch, sync, Method::BasicRecoverOk)
     }
@@ -513,54 +320,51 @@ impl Connection {
                 "cannot switch from tx to confirm mode",
             ));
         }
-        channel.confirm = true;
+        channel.publisher.start_confirms();
         self.reply(ch, !nowait, Method::ConfirmSelectOk)
     }
 
     pub(super) fn tx_select(&mut self, ch: u16) -> Result<(), AmqpError> {
         let channel = self.channel_mut(ch);
-        if channel.confirm {
+        if channel.publisher.is_confirming() {
             return Err(AmqpError::precondition(
                 "cannot switch from confirm to tx mode",
             ));
         }
-        channel.tx.get_or_insert_with(Default::default);
+        channel.tx.get_or_insert_with(Transaction::new);
         self.reply(ch, true, Method::TxSelectOk)
     }
 
-    /// Applies the transaction's publishes and settlements, all before commit-ok.
+    /// Applies the transaction's publishes and settlements, all before commit-ok; commit-ok
+    /// waits until the committed persistent messages are on disk.
     pub(super) async fn tx_commit(&mut self, ch: u16) -> Result<(), AmqpError> {
         let channel = self.channel_mut(ch);
-        let Some(tx) = channel.tx.replace(Default::default()) else {
+        let Some(tx) = channel.tx.as_mut() else {
             return Err(AmqpError::precondition("channel is not transactional"));
         };
-        for (publish, header, body) in tx.publishes {
-            self.publish(ch, publish, header, body)?;
+        let (publishes, settles) = tx.commit();
+        for publish in publishes {
+            self.publish(ch, publish)?;
         }
-        // Commit-ok waits until the committed persistent messages are on disk.
-        let to_sync: Vec<QueueRef> = self
-            .pending
-            .publishes
-            .iter()
-            .filter(|(q, batch)| q.persists() && batch.iter().any(|p| p.message.is_persistent()))
-            .map(|(q, _)| q.clone())
+        let channel = self.channel_mut(ch);
+        let to_sync: Vec<Target> = channel
+            .publisher
+            .batches()
+            .filter(|(t, batch)| t.persists() && batch.iter().any(|p| p.message.is_persistent()))
+            .map(|(t, _)| t.clone())
             .collect();
-        for s in tx.settles {
-            match s {
-                TxSettle::Ack { tag, multiple } => self.settle(ch, tag, multiple, Settle::Ack)?,
-                TxSettle::Nack {
-                    tag,
-                    multiple,
-                    requeue,
-                } => self.settle(ch, tag, multiple, Settle::rejected(requeue))?,
-            }
+        for s in settles {
+            channel
+                .subs
+                .settle(s.tag, s.multiple, s.how)
+                .map_err(|e| AmqpError::precondition(e.to_string()))?;
         }
         self.flush_pending().await;
-        for q in to_sync {
-            if q.call(|reply| QueueCmd::Sync { reply }).await == Some(false) {
+        for t in to_sync {
+            if !t.sync().await {
                 return Err(AmqpError::internal(format!(
                     "{} could not write the committed messages",
-                    q.describe()
+                    t.describe()
                 )));
             }
         }
@@ -572,7 +376,23 @@ impl Connection {
         let Some(tx) = channel.tx.as_mut() else {
             return Err(AmqpError::precondition("channel is not transactional"));
         };
-        *tx = Default::default();
+        tx.rollback();
         self.reply(ch, true, Method::TxRollbackOk)
+    }
+}
+
+/// A content frame out of sequence, where RabbitMQ reports it.
+fn content_fault(ch: u16, e: ContentError) -> Fault {
+    let error = AmqpError::new(e.reply_code(), e.to_string());
+    let (class_id, method_id) = if e.at_publish() { BASIC_PUBLISH } else { (0, 0) };
+    if e.closes_connection() {
+        Fault::conn_at(error, class_id, method_id)
+    } else {
+        Fault {
+            error,
+            channel: ch,
+            class_id,
+            method_id,
+        }
     }
 }

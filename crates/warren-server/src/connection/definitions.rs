@@ -2,7 +2,7 @@
 
 use super::Connection;
 use crate::names;
-use crate::queue_task::{QueueCmd, QueueRef};
+use crate::queue_task::QueueRef;
 use crate::vhost::{default_exchange_refusal, Destination};
 use warren_amqp::{
     encode_method, ExchangeBind, ExchangeDeclare, ExchangeDelete, Method, QueueBind, QueueDeclare,
@@ -137,7 +137,7 @@ impl Connection {
             return Ok(());
         }
         let stats = queue
-            .call(|reply| QueueCmd::Stats { reply })
+            .declared()
             .await
             .ok_or_else(|| self.vhost.no_queue(&name))?;
         let ok = QueueDeclareOk {
@@ -199,10 +199,7 @@ impl Connection {
 
     pub(super) async fn queue_purge(&mut self, ch: u16, m: QueuePurge) -> Result<(), AmqpError> {
         let queue = self.lookup_queue(ch, &m.queue)?;
-        let count = queue
-            .call(|reply| QueueCmd::Purge { reply })
-            .await
-            .unwrap_or(0);
+        let count = queue.purge().await;
         self.reply(
             ch,
             !m.nowait,
@@ -219,21 +216,12 @@ impl Connection {
             return self.reply(ch, !m.nowait, Method::QueueDeleteOk { message_count: 0 });
         };
         let queue = self.vhost.queue_for(queue.name(), self.id)?;
-        let result = queue
-            .call(|reply| QueueCmd::Delete {
-                if_unused: m.if_unused,
-                if_empty: m.if_empty,
-                reply,
-            })
-            .await;
-        let count = match result {
-            Some(Ok(count)) => count,
-            Some(Err(e)) => return Err(e),
-            None => 0,
-        };
+        let count = queue.delete(m.if_unused, m.if_empty).await?;
+        // Gone from the vhost (and from the definitions store) before delete-ok.
+        self.vhost.forget_queue(&queue);
         self.exclusive_queues.retain(|q| q != &queue);
-        // Our own consumers' cancellations go out before delete-ok.
-        self.drain_outbound();
+        // As RabbitMQ, delete-ok goes before the cancellations of our own consumers of it
+        // (py-amqp, so kombu and Celery, waits for the delete-ok and fails on a cancel first).
         self.reply(
             ch,
             !m.nowait,

@@ -2,18 +2,22 @@
 //! from queues, and writes everything it produced in one write per wake-up.
 //!
 //! The task owns all per-connection state (channels, delivery tags, consumers), so nothing
-//! here is shared or locked. Submodules split the work: `handshake` (start … open),
-//! `channel` (per-channel state), `definitions` (exchange.* and queue.*), `basic` (basic.*,
-//! confirm.*, tx.*).
+//! here is shared or locked. The broker rules it applies are core's (`Publisher`,
+//! `Subscriptions`, the queue machine behind each queue's inbox); this module reads frames,
+//! dispatches methods, moves commands to queues and writes what comes back. Submodules:
+//! `handshake` (start … open), `channel` (per-channel state), `definitions` (exchange.* and
+//! queue.*), `basic` (basic.*, confirm.*, tx.*), `deliver` (message encoding), `reply_to`
+//! (direct reply-to).
 
 mod basic;
 mod channel;
 mod definitions;
+mod deliver;
 mod handshake;
 mod reply_to;
 
 use crate::broker::Broker;
-use crate::queue_task::{OutDelivery, Outbound, Publish, QueueCmd, QueueRef, Sink};
+use crate::queue_task::{ConfirmTo, OutDelivery, Outbound, QueueRef, Sink};
 use crate::vhost::VHost;
 use bytes::BytesMut;
 use channel::{Channel, ChannelState};
@@ -27,9 +31,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 use warren_amqp::{
     encode_heartbeat, encode_method, ChannelClose, ConnectionClose, Frame, FrameDecoder, Method,
-    ReplyCode, ShortStr,
+    ReplyCode, ShortStr, BASIC_PUBLISH,
 };
-use warren_core::queue::{ChannelKey, ConsumerId, Seq};
+use warren_core::queue::{Command, ConfirmId, ConsumerId, SessionId, Settlement};
 use warren_core::AmqpError;
 
 /// Read buffer growth step; small so idle connections stay cheap.
@@ -40,6 +44,10 @@ const BUFFER_KEEP: usize = 256 * 1024;
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Outbound queue messages handled per wake-up.
 const OUTBOUND_BATCH: usize = 64;
+/// Deliveries a consumer may have handed to this connection but not yet written to the
+/// socket: keeps a no-ack or unlimited-prefetch consumer from flooding the memory of a
+/// connection that writes slower than its queue delivers.
+pub(crate) const WRITE_WINDOW: u32 = 4096;
 
 /// Why the connection's main loop stops.
 enum End {
@@ -47,33 +55,6 @@ enum End {
     Gone,
     /// An orderly close finished (close/close-ok exchanged).
     Closed,
-}
-
-/// A consumer of this connection, by id (deliveries name it by id).
-struct ConsumerEntry {
-    channel: u16,
-    tag: ShortStr,
-    queue: QueueRef,
-    no_ack: bool,
-}
-
-/// Work gathered while applying one read's worth of frames, sent to queues afterwards so
-/// each queue gets one command per batch instead of one per message.
-#[derive(Default)]
-struct Pending {
-    publishes: Vec<(QueueRef, Vec<Publish>)>,
-    acks: Vec<(QueueRef, Vec<Seq>)>,
-    requeues: Vec<(QueueRef, Vec<Seq>)>,
-    discards: Vec<(QueueRef, Vec<Seq>)>,
-    /// Queues to poke because channel credit was released.
-    pokes: Vec<QueueRef>,
-}
-
-fn push_to(list: &mut Vec<(QueueRef, Vec<Seq>)>, queue: &QueueRef, seq: Seq) {
-    match list.iter_mut().find(|(q, _)| q == queue) {
-        Some((_, seqs)) => seqs.push(seq),
-        None => list.push((queue.clone(), vec![seq])),
-    }
 }
 
 pub(crate) struct Connection {
@@ -91,17 +72,15 @@ pub(crate) struct Connection {
     /// The client understands server-sent `basic.cancel`.
     cancel_notify: bool,
     channels: FxHashMap<u16, Channel>,
-    consumers: FxHashMap<ConsumerId, ConsumerEntry>,
+    /// Which channel each open session is (queues address deliveries to sessions).
+    sessions: FxHashMap<SessionId, u16>,
     sink: Sink,
     outbound: mpsc::UnboundedReceiver<Outbound>,
     /// Direct reply-to consumers of this connection's channels.
     replies: reply_to::ReplyConsumers,
-    pending: Pending,
     /// Deliveries written per consumer since the last credit report.
     written: Vec<(QueueRef, ConsumerId, u32)>,
     exclusive_queues: Vec<QueueRef>,
-    route_scratch: Vec<QueueRef>,
-    route_cache: Option<basic::RouteCache>,
     last_read: Instant,
     wrote_since_tick: bool,
     /// The client understands `connection.blocked`.
@@ -139,15 +118,12 @@ pub(crate) async fn serve(broker: Arc<Broker>, mut socket: TcpStream, peer: Sock
         heartbeat: Duration::from_secs(session.heartbeat as u64),
         cancel_notify: session.cancel_notify,
         channels: FxHashMap::default(),
-        consumers: FxHashMap::default(),
+        sessions: FxHashMap::default(),
         sink,
         outbound,
         replies: reply_to::ReplyConsumers::default(),
-        pending: Pending::default(),
         written: Vec::new(),
         exclusive_queues: Vec::new(),
-        route_scratch: Vec::new(),
-        route_cache: None,
         last_read: Instant::now(),
         wrote_since_tick: false,
         blocked_notify: session.blocked_notify,
@@ -160,13 +136,6 @@ pub(crate) async fn serve(broker: Arc<Broker>, mut socket: TcpStream, peer: Sock
 }
 
 impl Connection {
-    fn channel_key(&self, channel: u16) -> ChannelKey {
-        ChannelKey {
-            connection: self.id,
-            channel,
-        }
-    }
-
     async fn run(&mut self) -> End {
         let mut shutdown = self.broker.shutdown_signal();
         let tick_every = if self.heartbeat.is_zero() {
@@ -352,7 +321,9 @@ impl Connection {
                     ));
                     return Err(Fault::conn_at(error, class_id, method_id));
                 }
-                self.channels.insert(ch, Channel::new(ch));
+                let session = self.broker.next_session_id();
+                self.sessions.insert(session, ch);
+                self.channels.insert(ch, Channel::new(ch, session));
                 encode_method(ch, &Method::ChannelOpenOk, &mut self.wbuf);
                 return Ok(());
             }
@@ -364,7 +335,7 @@ impl Connection {
                 ));
             }
             (Some(ChannelState::Closing), Method::ChannelCloseOk) => {
-                self.channels.remove(&ch);
+                self.forget_channel(ch);
                 return Ok(());
             }
             (Some(ChannelState::Closing), Method::ChannelClose(_)) => {
@@ -384,16 +355,9 @@ impl Connection {
         }
         if let Some(a) = self.channels.get(&ch).and_then(|c| c.assembling.as_ref()) {
             // Reported against the publish whose content was interrupted, as RabbitMQ does.
-            let expected = if a.header.is_none() {
-                "expected content header for class 60, got non content header frame instead"
-            } else {
-                "expected content body, got non content body frame instead"
-            };
-            return Err(Fault::conn_at(
-                AmqpError::unexpected_frame(expected),
-                60,
-                40,
-            ));
+            let (class_id, method_id) = BASIC_PUBLISH;
+            let error = AmqpError::unexpected_frame(a.interrupted().to_string());
+            return Err(Fault::conn_at(error, class_id, method_id));
         }
         // Publishes and acks are batched per read; anything else sees their effects first.
         if !matches!(method, Method::BasicPublish(_) | Method::BasicAck(_)) {
@@ -406,7 +370,7 @@ impl Connection {
         match method {
             Method::ChannelClose(_) => {
                 self.release_channel(ch).await;
-                self.channels.remove(&ch);
+                self.forget_channel(ch);
                 encode_method(ch, &Method::ChannelCloseOk, &mut self.wbuf);
                 Ok(())
             }
@@ -438,9 +402,16 @@ impl Connection {
             Method::BasicCancel(m) => self.basic_cancel(ch, m).await,
             Method::BasicPublish(m) => self.basic_publish_start(ch, m),
             Method::BasicGet(m) => self.basic_get(ch, m).await,
-            Method::BasicAck(m) => self.basic_ack(ch, m.delivery_tag, m.multiple),
-            Method::BasicReject(m) => self.basic_nack(ch, m.delivery_tag, false, m.requeue),
-            Method::BasicNack(m) => self.basic_nack(ch, m.delivery_tag, m.multiple, m.requeue),
+            Method::BasicAck(m) => self.basic_settle(ch, m.delivery_tag, m.multiple, Settlement::Ack),
+            Method::BasicReject(m) => {
+                self.basic_settle(ch, m.delivery_tag, false, Settlement::rejected(m.requeue))
+            }
+            Method::BasicNack(m) => self.basic_settle(
+                ch,
+                m.delivery_tag,
+                m.multiple,
+                Settlement::rejected(m.requeue),
+            ),
             Method::BasicRecover { requeue } => self.basic_recover(ch, requeue, true).await,
             Method::BasicRecoverAsync { requeue } => self.basic_recover(ch, requeue, false).await,
             Method::ConfirmSelect { nowait } => self.confirm_select(ch, nowait),
@@ -537,36 +508,43 @@ impl Connection {
         }
         // Deliveries are written: give their queues the write credit back.
         for (queue, consumer, n) in std::mem::take(&mut self.written) {
-            queue.send(QueueCmd::Credit { consumer, n }).await;
+            queue.tell(Command::Written { consumer, n });
         }
         Ok(())
     }
 
-    /// Sends batched publishes, acks and pokes to their queues, then the confirms they earn.
+    /// Sends every channel's batched publishes, settlements and credit grants to their
+    /// queues, then writes the confirms they earn.
     async fn flush_pending(&mut self) {
-        let p = std::mem::take(&mut self.pending);
-        for (queue, batch) in p.publishes {
-            let wants_confirm: Vec<(u16, u64)> = batch.iter().filter_map(|p| p.confirm).collect();
-            let sink = (!wants_confirm.is_empty()).then(|| self.sink.clone());
-            // A queue deleted meanwhile drops the message, as if it had been deleted after;
-            // its publishes count as dealt with.
-            if !queue.publish(batch, sink).await {
-                self.on_confirmed(true, wants_confirm);
+        let mut publishes = Vec::new();
+        for channel in self.channels.values_mut() {
+            if channel.publisher.has_batches() {
+                publishes.push((channel.id, channel.session, channel.publisher.take_batches()));
             }
         }
-        for (queue, seqs) in p.acks {
-            queue.send(QueueCmd::Ack(seqs)).await;
-        }
-        for (queue, seqs) in p.requeues {
-            queue.send(QueueCmd::Requeue(seqs)).await;
-        }
-        for (queue, seqs) in p.discards {
-            queue.send(QueueCmd::Discard(seqs)).await;
-        }
-        for queue in p.pokes {
-            queue.send(QueueCmd::Dispatch).await;
+        for (ch, session, batches) in publishes {
+            for (target, batch) in batches {
+                let ids: Vec<ConfirmId> = batch.iter().filter_map(|p| p.confirm).collect();
+                let to = (!ids.is_empty()).then(|| ConfirmTo {
+                    sink: self.sink.clone(),
+                    session,
+                });
+                // A queue deleted meanwhile drops the message, as if it had been deleted
+                // after; its publishes count as dealt with.
+                if !target.publish(batch, to).await {
+                    if let Some(c) = self.channels.get_mut(&ch) {
+                        c.publisher.answered(ids, true);
+                    }
+                }
+            }
         }
         for channel in self.channels.values_mut() {
+            for (queue, how, seqs) in channel.subs.take_settlements() {
+                queue.tell(Command::Settle { seqs, how });
+            }
+            for (queue, consumer, grant) in channel.subs.take_grants() {
+                queue.tell(Command::Grant { consumer, grant });
+            }
             channel.write_confirms(&mut self.wbuf);
         }
     }
@@ -578,59 +556,79 @@ impl Connection {
                     self.deliver(d);
                 }
             }
-            Outbound::Confirmed { ok, publishes } => self.on_confirmed(ok, publishes),
+            Outbound::Confirmed { session, ok, ids } => {
+                if let Some(channel) = self.session_channel(session) {
+                    channel.publisher.answered(ids, ok);
+                }
+            }
+            Outbound::Credit {
+                session,
+                consumer,
+                returned,
+            } => {
+                if let Some(channel) = self.session_channel(session) {
+                    match returned {
+                        None => channel.subs.credit_wanted(consumer),
+                        Some(n) => channel.subs.credit_returned(consumer, n),
+                    }
+                }
+            }
             Outbound::DirectReply {
                 channel,
                 caller,
                 message,
             } => self.deliver_reply(channel, caller, message),
-            Outbound::Cancelled { channel, consumer } => {
-                if let Some(entry) = self.consumers.remove(&consumer) {
-                    if let Some(ch) = self.channels.get_mut(&channel) {
-                        ch.consumers.remove(&entry.tag);
-                        if self.cancel_notify && ch.state == ChannelState::Open {
-                            let cancel = warren_amqp::BasicCancel {
-                                consumer_tag: entry.tag,
-                                nowait: true,
-                            };
-                            encode_method(channel, &Method::BasicCancel(cancel), &mut self.wbuf);
-                        }
-                    }
+            Outbound::Cancelled { session, consumer } => {
+                let notify = self.cancel_notify;
+                let Some(channel) = self.session_channel(session) else {
+                    return;
+                };
+                let Some(tag) = channel.subs.consumer(consumer).map(|c| c.tag.clone()) else {
+                    return;
+                };
+                channel.subs.unsubscribe(&tag);
+                if notify && channel.state == ChannelState::Open {
+                    let cancel = warren_amqp::BasicCancel {
+                        consumer_tag: tag,
+                        nowait: true,
+                    };
+                    let ch = channel.id;
+                    encode_method(ch, &Method::BasicCancel(cancel), &mut self.wbuf);
                 }
             }
         }
     }
 
-    /// Queues report persistent publishes on disk; each is confirmed once every durable queue
-    /// it went to has it.
-    fn on_confirmed(&mut self, ok: bool, publishes: Vec<(u16, u64)>) {
-        for (ch, seq) in publishes {
-            if let Some(channel) = self.channels.get_mut(&ch) {
-                channel.queue_confirmed(seq, ok);
-            }
-        }
+    /// The open channel a session is.
+    fn session_channel(&mut self, session: SessionId) -> Option<&mut Channel> {
+        let ch = self.sessions.get(&session)?;
+        self.channels.get_mut(ch)
     }
 
     /// Writes one delivery from a queue to its consumer.
     fn deliver(&mut self, d: OutDelivery) {
-        let Some(entry) = self.consumers.get(&d.consumer) else {
-            // The consumer's channel closed after the queue sent this; the queue requeued it.
+        let frame_max = self.frame_max;
+        let Some(ch) = self.sessions.get(&d.session).copied() else {
+            // The channel closed after the queue sent this; the queue requeued it.
             return;
         };
-        let Some(ch) = self.channels.get_mut(&d.channel) else {
+        let Some(channel) = self.channels.get_mut(&ch) else {
             return;
         };
-        if ch.state != ChannelState::Open {
+        if channel.state != ChannelState::Open {
             return;
         }
-        let tag = ch.next_delivery_tag(&entry.queue, d.delivery.seq, !entry.no_ack, true);
-        basic::write_delivery(
+        let Some(tag) = channel.subs.delivered(d.consumer, d.delivery.seq) else {
+            return;
+        };
+        let c = channel.subs.consumer(d.consumer).expect("delivered to a known consumer");
+        deliver::write_delivery(
             &mut self.wbuf,
-            d.channel,
-            &entry.tag,
+            ch,
+            c.tag.as_bytes(),
             tag,
             &d.delivery,
-            self.frame_max,
+            frame_max,
         );
         match self
             .written
@@ -639,7 +637,7 @@ impl Connection {
             .find(|(_, c, _)| *c == d.consumer)
         {
             Some((_, _, n)) => *n += 1,
-            None => self.written.push((entry.queue.clone(), d.consumer, 1)),
+            None => self.written.push((c.queue.clone(), d.consumer, 1)),
         }
     }
 
@@ -657,22 +655,26 @@ impl Connection {
         let Some(channel) = self.channels.get_mut(&ch) else {
             return;
         };
-        let queues: Vec<QueueRef> = channel.touched_queues.drain().map(|(_, q)| q).collect();
-        channel.unacked.clear();
-        channel.consumers.clear();
+        let session = channel.session;
+        let queues = channel.subs.close();
         channel.tx = None;
-        let owner = self.channel_key(ch);
         for q in &queues {
-            q.call(|reply| QueueCmd::ChannelClosed {
-                owner,
-                reply: Some(reply),
-            })
-            .await;
+            q.session_closed(session).await;
+            // An auto-delete queue may have gone with this channel's consumers.
+            if q.is_gone() {
+                self.vhost.forget_queue(q);
+            }
         }
-        self.consumers.retain(|_, c| c.channel != ch);
         self.replies.channel_closed(ch);
         // Deliveries sent before the queues saw the close were requeued by them: drop ours.
         self.drain_outbound();
+    }
+
+    /// The channel is gone from the connection.
+    fn forget_channel(&mut self, ch: u16) {
+        if let Some(channel) = self.channels.remove(&ch) {
+            self.sessions.remove(&channel.session);
+        }
     }
 
     /// Connection end: release every channel, delete exclusive queues.
@@ -680,15 +682,11 @@ impl Connection {
         let chans: Vec<u16> = self.channels.keys().copied().collect();
         for ch in chans {
             self.release_channel(ch).await;
+            self.forget_channel(ch);
         }
-        self.channels.clear();
         for q in std::mem::take(&mut self.exclusive_queues) {
-            q.call(|reply| QueueCmd::Delete {
-                if_unused: false,
-                if_empty: false,
-                reply,
-            })
-            .await;
+            let _ = q.delete(false, false).await;
+            self.vhost.forget_queue(&q);
         }
     }
 }
@@ -704,11 +702,12 @@ struct Fault {
 impl Fault {
     /// A channel error reported against the `basic.publish` whose content was being received.
     fn publish(channel: u16, error: AmqpError) -> Fault {
+        let (class_id, method_id) = BASIC_PUBLISH;
         Fault {
             error,
             channel,
-            class_id: 60,
-            method_id: 40,
+            class_id,
+            method_id,
         }
     }
     fn conn(error: AmqpError) -> Fault {

@@ -176,7 +176,7 @@ impl Connection {
             .channels
             .get(&ch)
             .expect("method dispatch checked the channel is open");
-        if channel.consumers.contains_key(&m.consumer_tag)
+        if channel.subs.has_consumer(&m.consumer_tag)
             || self
                 .replies
                 .on_channel(ch)
@@ -291,16 +291,16 @@ impl Connection {
         else {
             return;
         };
-        let delivery_tag = channel.next_unsettled_tag();
+        let delivery_tag = channel.subs.unsettled_number();
         let delivery = Delivery {
             seq: 0,
             message,
             redelivered: false,
         };
-        super::basic::write_delivery(
+        super::deliver::write_delivery(
             &mut self.wbuf,
             ch,
-            &consumer.tag,
+            consumer.tag.as_bytes(),
             delivery_tag,
             &delivery,
             self.frame_max,

@@ -11,7 +11,7 @@ use warren_core::Message;
 use warren_store::StoredMessage;
 
 /// The stored form of `m`; `enqueued_ms` is kept when a TTL applies to it.
-pub(super) fn stored(m: &Message, enqueued_ms: Option<u64>) -> StoredMessage {
+pub(crate) fn stored(m: &Message, enqueued_ms: Option<u64>) -> StoredMessage {
     StoredMessage {
         exchange: m.exchange.clone(),
         routing_key: m.routing_key.clone(),
@@ -23,7 +23,7 @@ pub(super) fn stored(m: &Message, enqueued_ms: Option<u64>) -> StoredMessage {
 
 /// A message read back from disk, with its enqueue time if it was stored. Its properties are
 /// decoded again from the bytes the publisher sent (which consumers receive unchanged).
-pub(super) fn restored(m: StoredMessage) -> (Message, Option<u64>) {
+pub(crate) fn restored(m: StoredMessage) -> (Message, Option<u64>) {
     let properties = BasicProperties::decode(&m.properties_raw).unwrap_or_else(|e| {
         error!("stored message properties do not decode ({e}); delivered without them");
         BasicProperties::default()
@@ -40,7 +40,7 @@ pub(super) fn restored(m: StoredMessage) -> (Message, Option<u64>) {
 
 /// The message with its fields copied into their own allocations (a recovered message's
 /// fields are slices of its whole segment's read buffer).
-pub(super) fn detached(m: Message) -> Message {
+pub(crate) fn detached(m: Message) -> Message {
     let copy = |b: &Bytes| Bytes::copy_from_slice(b);
     Message {
         exchange: warren_amqp::ShortStr::from(m.exchange.as_str()),
