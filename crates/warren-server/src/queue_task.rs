@@ -425,3 +425,6 @@ pub(crate) struct PagingHandle {
     pub pressure_rx: watch::Receiver<bool>,
     pub spill_path: PathBuf,
 }
+
+#[cfg(test)]
+mod tests;
