@@ -43,7 +43,9 @@ pub use definitions::{
 };
 pub use error::StoreError;
 pub use exchange_dirs::ExchangeDirs;
-pub use message_log::{LogConfig, MessageLog, SegmentInfo, StoredMessage, ACTIVE_RECLAIM_MIN_BYTES};
+pub use message_log::{
+    LogConfig, MessageLog, SegmentInfo, StoredMessage, ACTIVE_RECLAIM_MIN_BYTES,
+};
 pub use queue_log::{QueueLog, QueueLogConfig};
 pub use reader::LogReader;
 pub use record::DamageKind;

@@ -18,7 +18,9 @@ impl MessageLog {
     /// segment was deleted.
     pub fn read(&mut self, seq: u64) -> Result<StoredMessage, StoreError> {
         self.check_usable()?;
-        let idx = self.segment_index(seq).ok_or(StoreError::NotInLog { seq })?;
+        let idx = self
+            .segment_index(seq)
+            .ok_or(StoreError::NotInLog { seq })?;
         let ordinal = (self.segments[idx].ordinal(seq)).ok_or(StoreError::NotInLog { seq })?;
         let (start, end) = self.segments[idx].span_of(ordinal);
         let record = self.read_span(idx, start, end)?;

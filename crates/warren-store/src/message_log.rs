@@ -293,7 +293,11 @@ impl MessageLog {
         debug_assert!(!doomed.contains(&self.active().first_seq));
         // A segment created since the last fsync (a roll) must be durable before any deletion.
         self.sync_dir_if_needed()?;
-        if self.read_handle.as_ref().is_some_and(|(s, _)| doomed.contains(s)) {
+        if self
+            .read_handle
+            .as_ref()
+            .is_some_and(|(s, _)| doomed.contains(s))
+        {
             // An open handle would keep the deleted file's space in use.
             self.read_handle = None;
         }
@@ -448,7 +452,12 @@ impl MessageLog {
                 }
             };
             if in_file == end - start {
-                return Ok(Bytes::from(fsio::read_at(file, &path, start, in_file as usize)?));
+                return Ok(Bytes::from(fsio::read_at(
+                    file,
+                    &path,
+                    start,
+                    in_file as usize,
+                )?));
             }
             out.extend_from_slice(&fsio::read_at(file, &path, start, in_file as usize)?);
         }

@@ -91,7 +91,10 @@ impl LogReader {
     /// the log's recovery does) and deletes side files whose segment is gone. Keeps the
     /// log's [`MessageLog::next_seq`] above every seq it marked. `dir` may be the log's own
     /// directory (as a classic queue's reader is) or one of its own; one reader per directory.
-    pub fn open(dir: &Path, log: &mut MessageLog) -> Result<(LogReader, RecoveryReport), StoreError> {
+    pub fn open(
+        dir: &Path,
+        log: &mut MessageLog,
+    ) -> Result<(LogReader, RecoveryReport), StoreError> {
         log.check_usable()?;
         let started = Instant::now();
         let mut report = RecoveryReport::default();
@@ -102,7 +105,9 @@ impl LogReader {
             }
         }
         let mut reader = recovery.finish(log);
-        let r = log.sync_dir_if_needed().and_then(|()| reader.sync_own_dir());
+        let r = log
+            .sync_dir_if_needed()
+            .and_then(|()| reader.sync_own_dir());
         reader.guard(log, r)?;
         report.duration = started.elapsed();
         report.log_damage();
@@ -148,9 +153,8 @@ impl LogReader {
         let Some(seg) = log.segment_index(seq).map(|i| &log.segments[i]) else {
             return false;
         };
-        seg.ordinal(seq).is_some_and(|o| {
-            (self.segments.get(&seg.first_seq)).is_some_and(|m| m.is_acked(o))
-        })
+        seg.ordinal(seq)
+            .is_some_and(|o| (self.segments.get(&seg.first_seq)).is_some_and(|m| m.is_acked(o)))
     }
 
     /// Whether this reader has acked every record of the log's segment named `first_seq`
@@ -163,7 +167,10 @@ impl LogReader {
     }
 
     pub(crate) fn settles(&self, seg: &Segment) -> bool {
-        let acked = self.segments.get(&seg.first_seq).map_or(0, |m| m.acked_count);
+        let acked = self
+            .segments
+            .get(&seg.first_seq)
+            .map_or(0, |m| m.acked_count);
         acked == seg.records()
     }
 
@@ -361,7 +368,11 @@ impl LogReader {
     }
 
     /// Poisons the reader, and the log it was working with, on an I/O error.
-    fn guard<T>(&mut self, log: &mut MessageLog, r: Result<T, StoreError>) -> Result<T, StoreError> {
+    fn guard<T>(
+        &mut self,
+        log: &mut MessageLog,
+        r: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         if let Err(e) = &r {
             self.failed = Some(e.to_string());
             log.poison(e);
@@ -392,7 +403,11 @@ impl ReaderRecovery {
     ) -> Result<ReaderRecovery, StoreError> {
         fsio::create_dir_durable(dir)?;
         let (_, mut side_files) = list_log_files(dir)?;
-        let orphans: Vec<u64> = side_files.iter().copied().filter(|&s| !has_segment(s)).collect();
+        let orphans: Vec<u64> = side_files
+            .iter()
+            .copied()
+            .filter(|&s| !has_segment(s))
+            .collect();
         for orphan in &orphans {
             fsio::remove_file(&dir.join(segment::acks_file_name(*orphan)))?;
             side_files.remove(orphan);
@@ -455,5 +470,55 @@ impl ReaderRecovery {
             reader.note_dir_change(log);
         }
         reader
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(seqs: &[u64]) -> Segment {
+        let mut s = Segment::new(seqs[0]);
+        for &seq in seqs {
+            s.push(seq, 0);
+        }
+        s
+    }
+
+    fn ack(seg: &Segment, m: &mut SegmentMarks, seq: u64) -> bool {
+        seg.ordinal(seq).is_some_and(|o| m.ack(o))
+    }
+
+    #[test]
+    fn acks_count_once_and_only_for_seqs_in_the_segment() {
+        let s = segment(&[10, 11, 12, 20, 21, 500]);
+        let mut m = SegmentMarks::default();
+        assert!(!ack(&s, &mut m, 13), "not in the segment");
+        assert!(!ack(&s, &mut m, 9));
+        assert!(ack(&s, &mut m, 11));
+        assert!(!ack(&s, &mut m, 11), "already acked");
+        assert!(m.is_acked(s.ordinal(11).unwrap()));
+        assert!(!m.is_acked(s.ordinal(20).unwrap()));
+        for seq in [10, 12, 20, 21] {
+            assert!(ack(&s, &mut m, seq));
+        }
+        assert_ne!(m.acked_count, s.records());
+        assert!(ack(&s, &mut m, 500));
+        assert_eq!(m.acked_count, s.records(), "every record acked: settled");
+    }
+
+    #[test]
+    fn bitmap_grows_only_to_the_highest_acked_record() {
+        let s = segment(&(0..200).collect::<Vec<_>>());
+        let mut m = SegmentMarks::default();
+        assert!(!m.is_acked(199), "nothing acked, no bitmap");
+        assert!(m.acked.is_empty());
+        assert!(ack(&s, &mut m, 63));
+        assert_eq!(m.acked.len(), 1);
+        assert!(ack(&s, &mut m, 130));
+        assert!(ack(&s, &mut m, 64));
+        assert_eq!(m.acked.len(), 3);
+        assert_eq!(m.acked_count, 3);
+        assert!(m.is_acked(130) && !m.is_acked(129) && !m.is_acked(199));
     }
 }

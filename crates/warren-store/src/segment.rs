@@ -332,14 +332,19 @@ impl Segment {
 
     /// The ordinal of the first record whose seq is at least `seq`, if any.
     pub fn ordinal_at_or_after(&self, seq: u64) -> Option<usize> {
-        let idx = self.runs.partition_point(|r| r.first_seq + r.len as u64 <= seq);
+        let idx = self
+            .runs
+            .partition_point(|r| r.first_seq + r.len as u64 <= seq);
         let run = self.runs.get(idx)?;
         Some(run.first_ordinal as usize + seq.saturating_sub(run.first_seq) as usize)
     }
 
     /// The seq of the record at `ordinal` (which must be below [`Segment::records`]).
     pub fn seq_at(&self, ordinal: usize) -> u64 {
-        let idx = self.runs.partition_point(|r| r.first_ordinal as usize <= ordinal) - 1;
+        let idx = self
+            .runs
+            .partition_point(|r| r.first_ordinal as usize <= ordinal)
+            - 1;
         let run = self.runs[idx];
         run.first_seq + (ordinal - run.first_ordinal as usize) as u64
     }
@@ -448,7 +453,11 @@ mod tests {
         assert_eq!(s.ordinal_at_or_after(22), Some(5));
         assert_eq!(s.ordinal_at_or_after(501), None);
         assert_eq!(s.span_of(3), (300, 400));
-        assert_eq!(s.span_of(5), (500, 600), "the last record ends at the file's end");
+        assert_eq!(
+            s.span_of(5),
+            (500, 600),
+            "the last record ends at the file's end"
+        );
         assert_eq!(s.last_seq(), Some(500));
     }
 }
