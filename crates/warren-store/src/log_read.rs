@@ -7,10 +7,12 @@
 //! Reads do not change the log: whoever reads keeps its own position (a stream consumer's
 //! offset, a queue's index of ready messages).
 
+use crate::fsio;
 use crate::message_log::{MessageLog, StoredMessage};
 use crate::segment::{self, Segment};
 use crate::StoreError;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use std::fs::File;
 
 impl MessageLog {
     /// Reads back the message of `seq` (the broker keeps only an index entry in memory for
@@ -67,6 +69,43 @@ impl MessageLog {
             ));
         }
         Ok(out)
+    }
+
+    /// The bytes `start..end` of segment `idx`, from its file or, for records of the active
+    /// segment not yet written out, from the write buffer.
+    fn read_span(&mut self, idx: usize, start: u64, end: u64) -> Result<Bytes, StoreError> {
+        let seg = &self.segments[idx];
+        let first_seq = seg.first_seq;
+        let buffered_from = match idx + 1 == self.segments.len() {
+            true => seg.file_bytes - self.active_buf.len() as u64,
+            false => u64::MAX,
+        };
+        let in_file = end.min(buffered_from).saturating_sub(start);
+        let mut out = BytesMut::with_capacity((end - start) as usize);
+        if in_file > 0 {
+            let path = self.segment_path(first_seq);
+            let file = match &self.read_handle {
+                Some((s, f)) if *s == first_seq => f,
+                _ => {
+                    let f = File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
+                    &self.read_handle.insert((first_seq, f)).1
+                }
+            };
+            if in_file == end - start {
+                return Ok(Bytes::from(fsio::read_at(
+                    file,
+                    &path,
+                    start,
+                    in_file as usize,
+                )?));
+            }
+            out.extend_from_slice(&fsio::read_at(file, &path, start, in_file as usize)?);
+        }
+        // Records are buffered whole, so the rest of the span is in the buffer.
+        let from = (start.max(buffered_from) - buffered_from) as usize;
+        let to = (end - buffered_from) as usize;
+        out.extend_from_slice(&self.active_buf[from..to]);
+        Ok(out.freeze())
     }
 
     /// Decodes the record at `ordinal` of segment `idx`, which starts at `offset` in its file.

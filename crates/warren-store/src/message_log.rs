@@ -23,7 +23,7 @@ use crate::reader::LogReader;
 use crate::record::put_record;
 use crate::segment::{self, Segment};
 use crate::StoreError;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ pub struct MessageLog {
     /// Ordered by `first_seq`; never empty; the back one is the active (appended) segment.
     pub(crate) segments: VecDeque<Segment>,
     active_file: File,
-    active_buf: Vec<u8>,
+    pub(crate) active_buf: Vec<u8>,
     /// The active segment file was written since its last fdatasync.
     active_unsynced: bool,
     next_seq: u64,
@@ -100,7 +100,7 @@ pub struct MessageLog {
     /// Set by the first failed write or fsync; see [`StoreError::Failed`].
     failed: Option<String>,
     /// A read handle on the segment last read from; dropped when that segment is deleted.
-    read_handle: Option<(u64, File)>,
+    pub(crate) read_handle: Option<(u64, File)>,
 }
 
 impl MessageLog {
@@ -424,47 +424,5 @@ impl MessageLog {
         self.segments.push_back(Segment::new(first_seq));
         self.dir_unsynced = true;
         Ok(())
-    }
-
-    /// The bytes `start..end` of segment `idx`, from its file or, for records of the active
-    /// segment not yet written out, from the write buffer.
-    pub(crate) fn read_span(
-        &mut self,
-        idx: usize,
-        start: u64,
-        end: u64,
-    ) -> Result<Bytes, StoreError> {
-        let seg = &self.segments[idx];
-        let first_seq = seg.first_seq;
-        let buffered_from = match idx + 1 == self.segments.len() {
-            true => seg.file_bytes - self.active_buf.len() as u64,
-            false => u64::MAX,
-        };
-        let in_file = end.min(buffered_from).saturating_sub(start);
-        let mut out = BytesMut::with_capacity((end - start) as usize);
-        if in_file > 0 {
-            let path = self.segment_path(first_seq);
-            let file = match &self.read_handle {
-                Some((s, f)) if *s == first_seq => f,
-                _ => {
-                    let f = File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
-                    &self.read_handle.insert((first_seq, f)).1
-                }
-            };
-            if in_file == end - start {
-                return Ok(Bytes::from(fsio::read_at(
-                    file,
-                    &path,
-                    start,
-                    in_file as usize,
-                )?));
-            }
-            out.extend_from_slice(&fsio::read_at(file, &path, start, in_file as usize)?);
-        }
-        // Records are buffered whole, so the rest of the span is in the buffer.
-        let from = (start.max(buffered_from) - buffered_from) as usize;
-        let to = (end - buffered_from) as usize;
-        out.extend_from_slice(&self.active_buf[from..to]);
-        Ok(out.freeze())
     }
 }
