@@ -23,11 +23,12 @@ pub enum StoreError {
         offset: u64,
         what: String,
     },
-    /// `QueueLog::append` was called with a seq that is not above every seq appended or
-    /// recovered so far (see `QueueLog::next_seq`).
+    /// `MessageLog::append` (or `QueueLog::append`) was called with a seq that is not above
+    /// every seq appended, recovered or marked so far (see `MessageLog::next_seq`).
     #[error("message seq {seq} is not above the log's last seq (next expected seq is at least {next_seq})")]
     SeqNotIncreasing { seq: u64, next_seq: u64 },
-    /// `QueueLog::read` of a seq the log does not hold (never appended, or acked).
+    /// A read of a seq the log does not hold (never appended, or its segment deleted), or,
+    /// read through a reader (`LogReader::read`, `QueueLog::read`), one that reader acked.
     #[error("message seq {seq} is not in the log")]
     NotInLog { seq: u64 },
     /// A message whose record would not fit a record's 32-bit length.
