@@ -2,7 +2,7 @@
 //! I/O errors carry the operation and the path; corruption carries the file and the offset.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,6 +42,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// `Ok` unless an earlier write or fsync of the log or store at `path` failed (`failed`
+    /// says why): the poisoning check of every writer in the crate.
+    pub(crate) fn unless_failed(failed: &Option<String>, path: &Path) -> Result<(), StoreError> {
+        match failed {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Failed {
+                path: path.to_path_buf(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io {
             op,

@@ -352,13 +352,7 @@ impl MessageLog {
     }
 
     pub(crate) fn check_usable(&self) -> Result<(), StoreError> {
-        match &self.failed {
-            None => Ok(()),
-            Some(reason) => Err(StoreError::Failed {
-                path: self.dir.clone(),
-                reason: reason.clone(),
-            }),
-        }
+        StoreError::unless_failed(&self.failed, &self.dir)
     }
 
     /// Poisons the log on an I/O error (see [`StoreError::Failed`]).

@@ -332,13 +332,7 @@ impl LogReader {
     }
 
     pub(crate) fn check_usable(&self) -> Result<(), StoreError> {
-        match &self.failed {
-            None => Ok(()),
-            Some(reason) => Err(StoreError::Failed {
-                path: self.dir.clone(),
-                reason: reason.clone(),
-            }),
-        }
+        StoreError::unless_failed(&self.failed, &self.dir)
     }
 
     /// Poisons the reader, and the log it was working with, on an I/O error.
