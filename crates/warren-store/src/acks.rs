@@ -1,11 +1,15 @@
-//! Ack side files: for each segment, the seqs acked (gone for good) and the seqs handed to a
-//! consumer (so that recovery can set `redelivered`).
+//! Ack side files: for each segment of a log, the seqs one reader acked (gone for good, as
+//! far as that reader is concerned) and the seqs it was handed (so that recovery can set
+//! `redelivered`). What a reader keeps of them in RAM is in [`crate::reader`].
 //!
 //! # On disk
 //!
-//! `00000000000000000042.acks` belongs to segment `00000000000000000042.seg` and is deleted
-//! after it. It is a concatenation of records (see [`crate::record`]), each one batch of
-//! marks of one kind:
+//! `00000000000000000042.acks` holds one reader's marks for segment
+//! `00000000000000000042.seg`, and is deleted after that segment. It lives in the reader's
+//! directory: for a classic queue's one reader that is the log's own directory (so a queue's
+//! directory holds `.seg` and `.acks` files side by side); each further reader of a log has a
+//! directory of its own. It is a concatenation of records (see [`crate::record`]), each one
+//! batch of marks of one kind:
 //!
 //! ```text
 //! payload := kind: u8            b'A' = acked, b'D' = delivered
@@ -17,8 +21,13 @@
 //! Delta coding makes the usual batch (consecutive seqs) cost one byte per message. A batch
 //! is split into records of at most [`MAX_SEQS_PER_RECORD`] seqs. Marks are idempotent and
 //! may name seqs the segment does not hold (a record lost in a crash): recovery ignores those.
+//! Every side file is appended to, so any of them may have a torn tail, which is cut.
 
-use crate::record::{put_record, DamageKind, PayloadCheck};
+use crate::fsio;
+use crate::record::{put_record, scan, DamageKind, PayloadCheck};
+use crate::recovery::settle;
+use crate::RecoveryReport;
+use std::path::Path;
 
 /// Upper bound on seqs per record, so that one huge purge does not make one huge record.
 pub(crate) const MAX_SEQS_PER_RECORD: usize = 64 * 1024;
@@ -154,10 +163,32 @@ impl PayloadCheck for Marks {
     }
 }
 
+/// A side file as recovery read it.
+#[derive(Debug)]
+pub(crate) struct SideFile {
+    pub marks: Marks,
+    /// Its length once a torn tail is cut off.
+    pub file_bytes: u64,
+}
+
+/// Reads the side file at `path` of the segment named `first_seq`, cutting off a torn tail
+/// and filing damage into `report`.
+pub(crate) fn read_side_file(
+    path: &Path,
+    first_seq: u64,
+    report: &mut RecoveryReport,
+) -> Result<SideFile, crate::StoreError> {
+    let mut marks = Marks::new(first_seq);
+    let buf = fsio::read(path)?;
+    let s = scan(&buf, &mut marks);
+    marks.finish();
+    let file_bytes = settle(path, &buf, &s, true, report)?;
+    Ok(SideFile { marks, file_bytes })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::scan;
 
     #[test]
     fn consecutive_acks_cost_one_byte_each() {

@@ -2,7 +2,7 @@
 //! I/O errors carry the operation and the path; corruption carries the file and the offset.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,11 +23,12 @@ pub enum StoreError {
         offset: u64,
         what: String,
     },
-    /// `QueueLog::append` was called with a seq that is not above every seq appended or
-    /// recovered so far (see `QueueLog::next_seq`).
+    /// `MessageLog::append` (or `QueueLog::append`) was called with a seq that is not above
+    /// every seq appended, recovered or marked so far (see `MessageLog::next_seq`).
     #[error("message seq {seq} is not above the log's last seq (next expected seq is at least {next_seq})")]
     SeqNotIncreasing { seq: u64, next_seq: u64 },
-    /// `QueueLog::read` of a seq the log does not hold (never appended, or acked).
+    /// A read of a seq the log does not hold (never appended, or its segment deleted), or,
+    /// read through a reader (`LogReader::read`, `QueueLog::read`), one that reader acked.
     #[error("message seq {seq} is not in the log")]
     NotInLog { seq: u64 },
     /// A message whose record would not fit a record's 32-bit length.
@@ -41,6 +42,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// `Ok` unless an earlier write or fsync of the log or store at `path` failed (`failed`
+    /// says why): the poisoning check of every writer in the crate.
+    pub(crate) fn unless_failed(failed: &Option<String>, path: &Path) -> Result<(), StoreError> {
+        match failed {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Failed {
+                path: path.to_path_buf(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io {
             op,

@@ -1,11 +1,13 @@
-//! Opening a [`QueueLog`]: rebuilding it from its segment and side files, and handing back
-//! every message that was appended and not acked, in seq order.
+//! Opening a [`MessageLog`]: rebuilding its index from its segment files, one segment at a
+//! time, and handing back the records its owner wants (a classic queue: those its reader has
+//! not acked, see [`crate::QueueLog::open_with`]). Also the report of what was found and the
+//! damage policy, which readers' side files share.
 //!
-//! Segments are read whole (one `read` each, no per-record system calls), scanned with
-//! [`crate::record::scan`] and merged with their side file's sorted marks. Recovered messages
-//! are slices of the segment's read buffer, so recovery allocates per segment, not per
-//! message; when most of a segment is acked its live records are first copied into a
-//! compact buffer, so that a few survivors do not pin a whole segment's worth of memory.
+//! Segments are read whole (one `read` each, no per-record system calls) and scanned with
+//! [`crate::record::scan`]. Records handed back are slices of the segment's read buffer, so
+//! recovery allocates per segment, not per message; when less than half of a segment is
+//! kept its kept records are first copied into a compact buffer, so that a few survivors do
+//! not pin a whole segment's worth of memory.
 //!
 //! Damage policy (the scanner tells a damaged tail from damage in the middle):
 //! - the tail of the newest segment, and of any side file, is a torn write that was never
@@ -15,9 +17,8 @@
 //!   [`RecoveryReport::damaged`] with file and offset, the damaged bytes skipped and every
 //!   intact record recovered.
 
-use crate::acks::Marks;
 use crate::fsio;
-use crate::queue_log::{QueueLog, QueueLogConfig, StoredMessage};
+use crate::message_log::{LogConfig, MessageLog, StoredMessage};
 use crate::record::{scan, DamageKind, PayloadCheck, Scan};
 use crate::segment::{self, FieldLengths, LogFile, MessageLayout, Segment};
 use crate::StoreError;
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use warren_amqp::ShortStr;
 
-/// A message handed back by [`QueueLog::open`].
+/// A message handed back by [`crate::QueueLog::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveredMessage {
     pub seq: u64,
@@ -48,7 +49,7 @@ pub struct Damage {
     pub what: DamageKind,
 }
 
-/// What [`QueueLog::open`] found.
+/// What opening a log or a reader found.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryReport {
     pub damaged: Vec<Damage>,
@@ -56,109 +57,128 @@ pub struct RecoveryReport {
     pub torn_tail_bytes: u64,
     /// Segment files read.
     pub segments: usize,
-    /// Messages recovered (appended and not acked).
+    /// Messages handed back (for a queue: appended and not acked).
     pub messages: u64,
     pub duration: Duration,
 }
 
-impl QueueLog {
-    /// Opens (creating if missing) the log in `dir` and recovers it: every appended, not
-    /// acked message, in seq order. See the module docs of `recovery` for damage handling.
-    pub fn open(
-        dir: &Path,
-        config: QueueLogConfig,
-    ) -> Result<(QueueLog, Vec<RecoveredMessage>, RecoveryReport), StoreError> {
-        let mut messages = Vec::new();
-        let (log, report) = QueueLog::open_with(dir, config, |m| messages.push(m))?;
-        Ok((log, messages, report))
-    }
-
-    /// [`QueueLog::open`] handing each recovered message to `each` as soon as its segment
-    /// is read, so that the caller decides what stays in memory: a log larger than memory
-    /// can be recovered while only index entries are kept. A message's fields are slices of
-    /// its segment's read buffer, which lives as long as any of them does.
-    pub fn open_with(
-        dir: &Path,
-        config: QueueLogConfig,
-        mut each: impl FnMut(RecoveredMessage),
-    ) -> Result<(QueueLog, RecoveryReport), StoreError> {
-        let started = Instant::now();
-        fsio::create_dir_durable(dir)?;
-        let (segment_names, acks_names) = list_log_files(dir)?;
-        let mut dir_unsynced = false;
-        for orphan in acks_names.difference(&segment_names) {
-            // Left behind by a reclaim interrupted between its two deletions.
-            fsio::remove_file(&dir.join(segment::acks_file_name(*orphan)))?;
-            dir_unsynced = true;
-        }
-
-        let mut report = RecoveryReport::default();
-        let mut segments = VecDeque::new();
-        let mut next_seq = 0u64;
-        let names: Vec<u64> = segment_names.into_iter().collect();
-        for (i, &first_seq) in names.iter().enumerate() {
-            let newest = i + 1 == names.len();
-            let marks = read_marks(dir, first_seq, &mut report)?;
-            // Names order the segments: each one's seqs lie between its name and the next's.
-            let range = SeqRange {
-                lo: first_seq,
-                hi: names.get(i + 1).copied().unwrap_or(u64::MAX),
-            };
-            let mut seg = recover_segment(
-                dir,
-                first_seq,
-                range,
-                newest,
-                &marks,
-                &mut each,
-                &mut report,
-            )?;
-            seg.acks_file_bytes = marks.file_bytes;
-            let last = seg.last_seq();
-            next_seq = next_seq
-                .max(first_seq)
-                .max(last.map_or(0, |l| l + 1))
-                .max(marks.marks.max_seq().map_or(0, |m| m.saturating_add(1)));
-            segments.push_back(seg);
-        }
-        report.segments = names.len();
-
-        let active_seq = match segments.back() {
-            Some(seg) => seg.first_seq,
-            None => {
-                segments.push_back(Segment::new(next_seq));
-                dir_unsynced = true;
-                next_seq
-            }
-        };
-        let active_path = dir.join(segment::segment_file_name(active_seq));
-        let (active_file, created) = fsio::open_append(&active_path)?;
-        // The newest segment may hold records a crashed process wrote but never synced; they
-        // are about to be handed out, so make them durable first: whatever `open` returns
-        // survives a second crash.
-        fsio::sync_data(&active_file, &active_path)?;
-        if dir_unsynced || created {
-            fsio::sync_dir(dir)?;
-        }
-        let mut log =
-            QueueLog::from_parts(dir.to_path_buf(), config, segments, active_file, next_seq);
-        log.reclaim()?;
-        if log.dir_unsynced {
-            fsio::sync_dir(dir)?;
-            log.dir_unsynced = false;
-        }
-
-        report.duration = started.elapsed();
-        for d in &report.damaged {
+impl RecoveryReport {
+    pub(crate) fn log_damage(&self) {
+        for d in &self.damaged {
             tracing::error!(file = %d.path.display(), offset = d.offset, skipped_bytes = d.skipped_bytes, what = %d.what, "damaged record in queue log skipped");
         }
-        tracing::debug!(dir = %dir.display(), segments = report.segments, messages = report.messages, duration_ms = report.duration.as_millis() as u64, "queue log recovered");
+    }
+}
+
+impl MessageLog {
+    /// Opens (creating if missing) the log in `dir` and rebuilds its index; hands nothing
+    /// back (read what is needed with [`MessageLog::read_from`]). Side files in `dir` are
+    /// left to their reader ([`crate::LogReader::open`]). See the module docs for damage.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<(MessageLog, RecoveryReport), StoreError> {
+        let started = Instant::now();
+        let mut report = RecoveryReport::default();
+        let mut recovery = LogRecovery::start(dir)?;
+        while recovery.next_segment(&mut report, |_| false)?.is_some() {}
+        let mut log = recovery.finish(config)?;
+        let r = log.sync_dir_if_needed();
+        log.guard(r)?;
+        report.duration = started.elapsed();
+        report.log_damage();
         Ok((log, report))
     }
 }
 
+/// Opening a log, one segment at a time (see the module docs).
+pub(crate) struct LogRecovery {
+    dir: PathBuf,
+    /// Segment names in seq order.
+    names: Vec<u64>,
+    /// How many of them have been read.
+    read: usize,
+    segments: VecDeque<Segment>,
+    next_seq: u64,
+}
+
+impl LogRecovery {
+    /// Creates `dir` if missing and lists its segments.
+    pub fn start(dir: &Path) -> Result<LogRecovery, StoreError> {
+        fsio::create_dir_durable(dir)?;
+        let (names, _) = list_log_files(dir)?;
+        Ok(LogRecovery {
+            dir: dir.to_path_buf(),
+            names: names.into_iter().collect(),
+            read: 0,
+            segments: VecDeque::new(),
+            next_seq: 0,
+        })
+    }
+
+    pub fn has_segment(&self, first_seq: u64) -> bool {
+        self.names.binary_search(&first_seq).is_ok()
+    }
+
+    /// The segment [`LogRecovery::next_segment`] reads next.
+    pub fn peek(&self) -> Option<u64> {
+        self.names.get(self.read).copied()
+    }
+
+    /// The segment the last [`LogRecovery::next_segment`] read.
+    pub fn last_segment(&self) -> &Segment {
+        self.segments.back().expect("a segment was read")
+    }
+
+    /// Reads and scans the next segment; returns the records for which `keep(seq)` is true
+    /// (asked in seq order), or `None` once every segment has been read.
+    pub fn next_segment(
+        &mut self,
+        report: &mut RecoveryReport,
+        keep: impl FnMut(u64) -> bool,
+    ) -> Result<Option<Kept>, StoreError> {
+        let Some(first_seq) = self.peek() else {
+            return Ok(None);
+        };
+        self.read += 1;
+        // Names order the segments: each one's seqs lie between its name and the next's.
+        let range = SeqRange {
+            lo: first_seq,
+            hi: self.peek().unwrap_or(u64::MAX),
+        };
+        let newest = self.peek().is_none();
+        let (seg, kept) = recover_segment(&self.dir, first_seq, range, newest, keep, report)?;
+        let last = seg.last_seq();
+        self.next_seq = (self.next_seq.max(first_seq)).max(last.map_or(0, |l| l + 1));
+        self.segments.push_back(seg);
+        report.segments += 1;
+        report.messages += kept.live.len() as u64;
+        Ok(Some(kept))
+    }
+
+    /// The log, once every segment was read: the newest segment becomes the active one
+    /// (created if there is none) and is fdatasynced, since it may hold records a crashed
+    /// process wrote but never synced, which are about to be handed out: whatever `open`
+    /// returns survives a second crash. The directory fsync is left to the caller (the log's
+    /// `dir_unsynced`), so that one fsync covers this and its readers' changes.
+    pub fn finish(mut self, config: LogConfig) -> Result<MessageLog, StoreError> {
+        debug_assert!(self.peek().is_none());
+        let active_seq = match self.segments.back() {
+            Some(seg) => seg.first_seq,
+            None => {
+                self.segments.push_back(Segment::new(self.next_seq));
+                self.next_seq
+            }
+        };
+        let active_path = self.dir.join(segment::segment_file_name(active_seq));
+        let (active_file, created) = fsio::open_append(&active_path)?;
+        fsio::sync_data(&active_file, &active_path)?;
+        let mut log =
+            MessageLog::from_parts(self.dir, config, self.segments, active_file, self.next_seq);
+        log.dir_unsynced = created;
+        Ok(log)
+    }
+}
+
 /// The segment and side files in `dir`, by first seq; other files are left alone.
-fn list_log_files(dir: &Path) -> Result<(BTreeSet<u64>, BTreeSet<u64>), StoreError> {
+pub(crate) fn list_log_files(dir: &Path) -> Result<(BTreeSet<u64>, BTreeSet<u64>), StoreError> {
     let mut segments = BTreeSet::new();
     let mut acks = BTreeSet::new();
     let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("list", dir, e))?;
@@ -177,36 +197,9 @@ fn list_log_files(dir: &Path) -> Result<(BTreeSet<u64>, BTreeSet<u64>), StoreErr
     Ok((segments, acks))
 }
 
-struct SideFile {
-    marks: Marks,
-    file_bytes: u64,
-}
-
-/// Reads a segment's side file (if any), cutting off a torn tail.
-fn read_marks(
-    dir: &Path,
-    first_seq: u64,
-    report: &mut RecoveryReport,
-) -> Result<SideFile, StoreError> {
-    let path = dir.join(segment::acks_file_name(first_seq));
-    let mut marks = Marks::new(first_seq);
-    if !path.exists() {
-        return Ok(SideFile {
-            marks,
-            file_bytes: 0,
-        });
-    }
-    let buf = fsio::read(&path)?;
-    let s = scan(&buf, &mut marks);
-    marks.finish();
-    // Side files of every segment are appended to, so any of them can have a torn tail.
-    let file_bytes = settle(&path, &buf, &s, true, report)?;
-    Ok(SideFile { marks, file_bytes })
-}
-
 /// Files damage into the report and cuts a torn tail (if `cut_tail`); returns the file's
 /// length afterwards.
-fn settle(
+pub(crate) fn settle(
     path: &Path,
     buf: &[u8],
     s: &Scan,
@@ -247,27 +240,26 @@ struct SeqRange {
     hi: u64,
 }
 
-/// A live (not acked) record found by the scan: 32 bytes, enough to slice its fields.
+/// A record the scan keeps: 32 bytes, enough to slice its fields.
 struct Live {
     seq: u64,
     payload_start: usize,
     payload_len: u32,
     lengths: FieldLengths,
-    redelivered: bool,
 }
 
-/// The scan's view of one segment: checks seq order, merges the side file's sorted marks.
-struct SegmentScan<'m> {
+/// The scan's view of one segment: checks seq order, builds the segment's index, keeps the
+/// records `keep` asks for.
+struct SegmentScan<K> {
     range: SeqRange,
     prev: Option<u64>,
-    acked: &'m [u64],
-    delivered: &'m [u64],
+    keep: K,
     segment: Segment,
     live: Vec<Live>,
     live_bytes: usize,
 }
 
-impl PayloadCheck for SegmentScan<'_> {
+impl<K: FnMut(u64) -> bool> PayloadCheck for SegmentScan<K> {
     const MIN_PAYLOAD_BYTES: usize = segment::MIN_MESSAGE_PAYLOAD_BYTES;
 
     fn check(&self, payload: &[u8]) -> Result<(), DamageKind> {
@@ -291,24 +283,21 @@ impl PayloadCheck for SegmentScan<'_> {
         let seq = layout.seq;
         self.prev = Some(seq);
         self.segment.push(seq, offset as u64);
-        if skip_to(&mut self.acked, seq) {
-            self.segment.ack(seq);
+        if !(self.keep)(seq) {
             return;
         }
-        let redelivered = skip_to(&mut self.delivered, seq);
         self.live.push(Live {
             seq,
             payload_start: offset + crate::record::RECORD_HEADER_BYTES,
             payload_len: payload.len() as u32,
             lengths: layout.lengths(),
-            redelivered,
         });
         self.live_bytes += payload.len();
     }
 }
 
 /// Advances a sorted slice past every seq below `seq`; true if it then starts with `seq`.
-fn skip_to(sorted: &mut &[u64], seq: u64) -> bool {
+pub(crate) fn skip_to(sorted: &mut &[u64], seq: u64) -> bool {
     let n = sorted.partition_point(|&s| s < seq);
     *sorted = &sorted[n..];
     sorted.first() == Some(&seq)
@@ -319,17 +308,15 @@ fn recover_segment(
     first_seq: u64,
     range: SeqRange,
     newest: bool,
-    marks: &SideFile,
-    out: &mut impl FnMut(RecoveredMessage),
+    keep: impl FnMut(u64) -> bool,
     report: &mut RecoveryReport,
-) -> Result<Segment, StoreError> {
+) -> Result<(Segment, Kept), StoreError> {
     let path = dir.join(segment::segment_file_name(first_seq));
     let mut buf = fsio::read(&path)?;
     let mut s = SegmentScan {
         range,
         prev: None,
-        acked: &marks.marks.acked,
-        delivered: &marks.marks.delivered,
+        keep,
         segment: Segment::new(first_seq),
         live: Vec::new(),
         live_bytes: 0,
@@ -360,23 +347,35 @@ fn recover_segment(
     } else {
         Bytes::from(buf)
     };
-    report.messages += live.len() as u64;
-    for l in live {
-        let payload = &bytes[l.payload_start..l.payload_start + l.payload_len as usize];
-        let layout = MessageLayout::from_lengths(l.lengths, l.seq, payload);
-        let at = |r: Range<usize>| bytes.slice(l.payload_start + r.start..l.payload_start + r.end);
-        let short = |r| ShortStr::from_bytes(at(r)).expect("UTF-8 checked during the scan");
-        out(RecoveredMessage {
-            seq: l.seq,
-            message: StoredMessage {
-                exchange: short(layout.exchange),
-                routing_key: short(layout.routing_key),
-                properties_raw: at(layout.properties),
-                body: at(layout.body),
-                enqueued_ms: layout.enqueued_ms,
-            },
-            redelivered: l.redelivered,
-        });
+    Ok((segment, Kept { bytes, live }))
+}
+
+/// The records of one segment that recovery kept, as slices of one buffer.
+pub(crate) struct Kept {
+    bytes: Bytes,
+    live: Vec<Live>,
+}
+
+impl Kept {
+    /// Hands each kept record to `f`, in seq order.
+    pub fn for_each(self, mut f: impl FnMut(u64, StoredMessage)) {
+        let bytes = self.bytes;
+        for l in self.live {
+            let payload = &bytes[l.payload_start..l.payload_start + l.payload_len as usize];
+            let layout = MessageLayout::from_lengths(l.lengths, l.seq, payload);
+            let at =
+                |r: Range<usize>| bytes.slice(l.payload_start + r.start..l.payload_start + r.end);
+            let short = |r| ShortStr::from_bytes(at(r)).expect("UTF-8 checked during the scan");
+            f(
+                l.seq,
+                StoredMessage {
+                    exchange: short(layout.exchange),
+                    routing_key: short(layout.routing_key),
+                    properties_raw: at(layout.properties),
+                    body: at(layout.body),
+                    enqueued_ms: layout.enqueued_ms,
+                },
+            );
+        }
     }
-    Ok(segment)
 }

@@ -1,9 +1,9 @@
-//! Segment files, which hold a durable queue's messages, and [`Segment`], all that is kept in
-//! RAM about one of them.
+//! Segment files, which hold a log's messages, and [`Segment`], all that the log keeps in RAM
+//! about one of them.
 //!
 //! # On disk
 //!
-//! A queue's log directory holds segment files named after the lowest seq they may contain,
+//! A log directory holds segment files named after the lowest seq they may contain,
 //! zero-padded so that name order is seq order: `00000000000000000042.seg`. Every seq in a
 //! segment is at least its name and below the next segment's name; within a segment seqs
 //! strictly increase (they need not be contiguous: the broker numbers transient messages
@@ -22,16 +22,17 @@
 //! ```
 //!
 //! Only the newest segment (the *active* one) is appended to; it is closed and a new one
-//! started when the next record would take it past `segment_size_bytes`. Acks and delivery
-//! marks for a segment's messages live in its side file (see [`crate::acks`]).
+//! started when the next record would take it past `segment_size_bytes`. A segment says
+//! nothing about who has read or acked its messages: that is each reader's, in its side
+//! files (see [`crate::acks`] and [`crate::reader`]).
 //!
 //! # In RAM
 //!
 //! Per segment: its name, the seqs it holds as runs of consecutive seqs (one run when seqs
-//! are contiguous, 16 bytes per further gap), a record count, an ack count, and an *acked*
-//! bitmap with one bit per record, indexed by the record's ordinal in the file. Nothing
-//! else: bodies stay with the broker (or on disk), and a segment's bitmap goes when the
-//! segment is deleted, once every record in it is acked.
+//! are contiguous, 16 bytes per further gap), a record count, the file size, and where each
+//! record starts in the file (4 bytes per record, so that one message can be read back by
+//! seq). Nothing else: bodies stay with the broker (or on disk). A record's *ordinal* (its
+//! position in the file, from 0) is what readers index their per-record bits by.
 
 use crate::record::DamageKind;
 use crate::StoredMessage;
@@ -280,17 +281,8 @@ pub(crate) struct Segment {
     records: u32,
     /// Where each record starts in the file, by ordinal (for reading one message back).
     offsets: Vec<u32>,
-    /// Bit `i` set = the record at ordinal `i` is acked.
-    acked: Vec<u64>,
-    acked_count: u32,
     /// Size of the segment file, counting records still in the write buffer.
     pub file_bytes: u64,
-    /// Size of the side file as written (pending marks not included).
-    pub acks_file_bytes: u64,
-    /// Ack/delivery records not yet written to the side file.
-    pub pending_marks: Vec<u8>,
-    /// The side file was written since the last fdatasync of it.
-    pub marks_unsynced: bool,
 }
 
 impl Segment {
@@ -300,26 +292,12 @@ impl Segment {
             runs: Vec::new(),
             records: 0,
             offsets: Vec::new(),
-            acked: Vec::new(),
-            acked_count: 0,
             file_bytes: 0,
-            acks_file_bytes: 0,
-            pending_marks: Vec::new(),
-            marks_unsynced: false,
         }
     }
 
     pub fn records(&self) -> u32 {
         self.records
-    }
-
-    pub fn live_records(&self) -> u32 {
-        self.records - self.acked_count
-    }
-
-    /// Every record is acked (vacuously true for an empty segment).
-    pub fn all_acked(&self) -> bool {
-        self.acked_count == self.records
     }
 
     pub fn last_seq(&self) -> Option<u64> {
@@ -341,50 +319,44 @@ impl Segment {
                 len: 1,
             }),
         }
-        if self.records as usize % 64 == 0 {
-            self.acked.push(0);
-        }
         self.records += 1;
     }
 
-    fn ordinal(&self, seq: u64) -> Option<usize> {
+    /// The ordinal of `seq`'s record, if `seq` is in this segment.
+    pub fn ordinal(&self, seq: u64) -> Option<usize> {
         let idx = self.runs.partition_point(|r| r.first_seq <= seq);
         let run = self.runs.get(idx.checked_sub(1)?)?;
         let offset = seq - run.first_seq;
         (offset < run.len as u64).then(|| run.first_ordinal as usize + offset as usize)
     }
 
-    /// Where the record of `seq` lies in the file: `start..end` (header included), if `seq`
-    /// is in this segment and not acked.
-    pub fn span(&self, seq: u64) -> Option<(u64, u64)> {
-        let o = self.ordinal(seq).filter(|&o| !self.is_acked_ordinal(o))?;
-        let start = self.offsets[o] as u64;
+    /// The ordinal of the first record whose seq is at least `seq`, if any.
+    pub fn ordinal_at_or_after(&self, seq: u64) -> Option<usize> {
+        let idx = self
+            .runs
+            .partition_point(|r| r.first_seq + r.len as u64 <= seq);
+        let run = self.runs.get(idx)?;
+        Some(run.first_ordinal as usize + seq.saturating_sub(run.first_seq) as usize)
+    }
+
+    /// The seq of the record at `ordinal` (which must be below [`Segment::records`]).
+    pub fn seq_at(&self, ordinal: usize) -> u64 {
+        let idx = self
+            .runs
+            .partition_point(|r| r.first_ordinal as usize <= ordinal)
+            - 1;
+        let run = self.runs[idx];
+        run.first_seq + (ordinal - run.first_ordinal as usize) as u64
+    }
+
+    /// Where the record at `ordinal` lies in the file: `start..end` (header included).
+    pub fn span_of(&self, ordinal: usize) -> (u64, u64) {
+        let start = self.offsets[ordinal] as u64;
         let end = self
             .offsets
-            .get(o + 1)
+            .get(ordinal + 1)
             .map_or(self.file_bytes, |&next| next as u64);
-        Some((start, end))
-    }
-
-    fn is_acked_ordinal(&self, ordinal: usize) -> bool {
-        self.acked[ordinal / 64] & (1 << (ordinal % 64)) != 0
-    }
-
-    /// Whether `seq` is in this segment and not acked.
-    pub fn is_live(&self, seq: u64) -> bool {
-        self.ordinal(seq).is_some_and(|o| !self.is_acked_ordinal(o))
-    }
-
-    /// Marks `seq` acked; false if it is not in this segment or was acked already.
-    pub fn ack(&mut self, seq: u64) -> bool {
-        match self.ordinal(seq) {
-            Some(o) if !self.is_acked_ordinal(o) => {
-                self.acked[o / 64] |= 1 << (o % 64);
-                self.acked_count += 1;
-                true
-            }
-            _ => false,
-        }
+        (start, end)
     }
 }
 
@@ -461,37 +433,31 @@ mod tests {
     }
 
     #[test]
-    fn acks_count_once_and_only_for_seqs_in_the_segment() {
+    fn seqs_with_gaps_map_to_ordinals_and_back() {
         let mut s = Segment::new(10);
-        for seq in [10, 11, 12, 20, 21, 500] {
-            s.push(seq, 0);
+        for (i, seq) in [10, 11, 12, 20, 21, 500].into_iter().enumerate() {
+            s.push(seq, i as u64 * 100);
         }
+        s.file_bytes = 600;
         assert_eq!(s.runs.len(), 3);
-        assert!(!s.ack(13), "not in the segment");
-        assert!(!s.ack(9));
-        assert!(s.ack(11));
-        assert!(!s.ack(11), "already acked");
-        assert!(!s.is_live(11));
-        assert!(s.is_live(20));
-        for seq in [10, 12, 20, 21] {
-            assert!(s.ack(seq));
+        assert_eq!(s.ordinal(13), None, "not in the segment");
+        assert_eq!(s.ordinal(9), None);
+        assert_eq!(s.ordinal(11), Some(1));
+        assert_eq!(s.ordinal(500), Some(5));
+        for o in 0..6 {
+            assert_eq!(s.ordinal(s.seq_at(o)), Some(o));
         }
-        assert!(!s.all_acked());
-        assert!(s.ack(500));
-        assert!(s.all_acked());
+        assert_eq!(s.ordinal_at_or_after(0), Some(0));
+        assert_eq!(s.ordinal_at_or_after(13), Some(3));
+        assert_eq!(s.ordinal_at_or_after(21), Some(4));
+        assert_eq!(s.ordinal_at_or_after(22), Some(5));
+        assert_eq!(s.ordinal_at_or_after(501), None);
+        assert_eq!(s.span_of(3), (300, 400));
+        assert_eq!(
+            s.span_of(5),
+            (500, 600),
+            "the last record ends at the file's end"
+        );
         assert_eq!(s.last_seq(), Some(500));
-    }
-
-    #[test]
-    fn bitmap_grows_past_one_word() {
-        let mut s = Segment::new(0);
-        for seq in 0..200 {
-            s.push(seq, 0);
-        }
-        assert!(s.ack(130));
-        assert!(s.ack(63));
-        assert!(s.ack(64));
-        assert_eq!(s.live_records(), 197);
-        assert!(!s.is_live(130) && s.is_live(129) && s.is_live(199));
     }
 }

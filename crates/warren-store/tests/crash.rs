@@ -67,25 +67,8 @@ fn crash(dir: &Path, model: &Model, rng: &mut Rng, allow_vanish: bool) {
     let newest = segments.last().cloned();
     for (path, len) in sizes(dir) {
         let synced = model.synced_sizes.get(&path).copied();
-        if synced.is_none() && allow_vanish && rng.chance(40) {
-            std::fs::remove_file(&path).unwrap();
-            continue;
-        }
         let rolled = path.extension().is_some_and(|e| e == "seg") && Some(&path) != newest.as_ref();
-        if rolled {
-            continue;
-        }
-        let synced = synced.unwrap_or(0).min(len);
-        let keep = synced + rng.below(len - synced + 1);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes.truncate(keep as usize);
-        if keep > synced && rng.chance(30) {
-            let from = synced + rng.below(keep - synced);
-            for b in &mut bytes[from as usize..] {
-                *b = rng.next() as u8;
-            }
-        }
-        std::fs::write(&path, bytes).unwrap();
+        tear(&path, len, synced, rolled, allow_vanish, rng);
     }
 }
 

@@ -286,12 +286,7 @@ impl DefinitionStore {
     /// Applies `changes` as one transaction, durably (fdatasynced) before returning: after a
     /// crash either all of them are there or none.
     pub fn apply(&mut self, changes: &[DefinitionChange]) -> Result<(), StoreError> {
-        if let Some(reason) = &self.failed {
-            return Err(StoreError::Failed {
-                path: self.dir.clone(),
-                reason: reason.clone(),
-            });
-        }
+        StoreError::unless_failed(&self.failed, &self.dir)?;
         if changes.is_empty() {
             return Ok(());
         }

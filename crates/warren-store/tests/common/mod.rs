@@ -84,6 +84,38 @@ pub fn truncate(path: &Path, len: u64) {
         .unwrap();
 }
 
+/// What a crash does to one file of `len` bytes whose last sync left `synced` bytes (`None`:
+/// created since then): a created file may vanish (if `allow_vanish`); a `rolled` file (a
+/// segment fdatasynced when the log rolled past it) keeps every byte; any other is cut back to
+/// a random length at or above `synced`, sometimes with garbage over the unsynced part.
+pub fn tear(
+    path: &Path,
+    len: u64,
+    synced: Option<u64>,
+    rolled: bool,
+    allow_vanish: bool,
+    rng: &mut Rng,
+) {
+    if synced.is_none() && allow_vanish && rng.chance(40) {
+        std::fs::remove_file(path).unwrap();
+        return;
+    }
+    if rolled {
+        return;
+    }
+    let synced = synced.unwrap_or(0).min(len);
+    let keep = synced + rng.below(len - synced + 1);
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes.truncate(keep as usize);
+    if keep > synced && rng.chance(30) {
+        let from = synced + rng.below(keep - synced);
+        for b in &mut bytes[from as usize..] {
+            *b = rng.next() as u8;
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// splitmix64: small, seedable, good enough to drive a simulation.
 pub struct Rng(u64);
 
