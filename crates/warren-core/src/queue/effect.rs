@@ -1,7 +1,8 @@
 //! What a queue asks of the world after a command ([`Effect`]). The runtime carries them out
 //! in order: deliveries to sessions, log writes, confirms, storage for paging, dead letters.
-//! Order matters in one place: a paged message that dies is read back for its
-//! [`Effect::DeadLetter`] before the [`Effect::LogAck`] that records it gone.
+//! Order matters in two places: a paged message that dies is read back for its
+//! [`Effect::DeadLetter`] before the [`Effect::Release`] of its stored copy and the
+//! [`Effect::LogAck`] that records it gone.
 
 use super::{dead_letter_message, ConfirmId, ConsumerId, Content, DeathReason, Delivery};
 use super::{Paged, SessionId, Seq};
@@ -42,8 +43,10 @@ pub enum Effect {
         in_log: bool,
     },
     /// Read these paged messages back ([`super::Command::Loaded`]), next to deliver first.
+    /// Reading does not release what was stored: [`Effect::Release`] does.
     ReadBack(Vec<(Seq, Paged)>),
-    /// A paged message left the queue for good: what the runtime stored for it can go.
+    /// What the runtime stored for a paged message can go: the message was loaded back, or
+    /// left the queue. Exactly one per successful `PagedOut`.
     Release(Paged),
     /// Republish a dead message through the queue's dead-letter exchange.
     DeadLetter(DeadLetter),

@@ -9,6 +9,7 @@ use super::{Paged, QueueStats, Reply, Seq, Settlement};
 use crate::args::QueueArgs;
 use crate::dedup::{DedupKey, QueueDedup};
 use crate::{AmqpError, Message};
+use rustc_hash::FxHashSet;
 use std::sync::Arc;
 use warren_amqp::ShortStr;
 
@@ -42,6 +43,8 @@ pub struct QueueMachine {
     /// Log marks gathered while applying one command, emitted once at its end.
     log_acks: Vec<Seq>,
     log_delivered: Vec<Seq>,
+    /// Paged messages asked for with `ReadBack` and not loaded yet (never asked twice).
+    reading: FxHashSet<Seq>,
     had_consumer: bool,
     deleted: bool,
 }
@@ -58,6 +61,7 @@ impl QueueMachine {
             effects: Vec::new(),
             log_acks: Vec::new(),
             log_delivered: Vec::new(),
+            reading: FxHashSet::default(),
             had_consumer: false,
             deleted: false,
         }
@@ -415,7 +419,8 @@ impl QueueMachine {
         if self.state.consumer_count() == 0 {
             return;
         }
-        let ahead = self.state.paged_ahead(READ_AHEAD);
+        let mut ahead = self.state.paged_ahead(READ_AHEAD);
+        ahead.retain(|(seq, _)| self.reading.insert(*seq));
         let mut out = Vec::new();
         self.state
             .dispatch(|spec, delivery| out.push((spec.session, spec.id, spec.no_ack, delivery)));
@@ -432,11 +437,16 @@ impl QueueMachine {
         }
     }
 
+    /// Contents read back. What the runtime stored for each is released once the message
+    /// is loaded (or found unreadable); a message that left meanwhile had its release already.
     fn loaded(&mut self, loaded: Vec<(Seq, Paged, Option<Arc<Message>>)>) {
         for (seq, paged, message) in loaded {
+            self.reading.remove(&seq);
             match message {
                 Some(m) => {
-                    self.state.load(seq, paged.priority, m);
+                    if self.state.load(seq, paged.priority, m) {
+                        self.effects.push(Effect::Release(paged));
+                    }
                 }
                 // Unreadable: it leaves the queue rather than block it.
                 None => {
@@ -445,6 +455,7 @@ impl QueueMachine {
                             self.log_acks.push(seq);
                         }
                         self.dedup_release([seq]);
+                        self.effects.push(Effect::Release(paged));
                     }
                 }
             }
@@ -466,22 +477,25 @@ impl QueueMachine {
             reason,
         } in dead
         {
-            if let (true, Some(seq)) = (self.durable && content.is_persistent(), seq) {
-                self.log_acks.push(seq);
+            if let Some(seq) = seq {
+                if self.durable && content.is_persistent() {
+                    self.log_acks.push(seq);
+                }
+                self.reading.remove(&seq);
             }
-            match &target {
-                Some(target) => self.effects.push(Effect::DeadLetter(DeadLetter {
+            let paged = content.paged();
+            if let Some(target) = &target {
+                // A paged one is read back for this before its stored copy is released.
+                self.effects.push(Effect::DeadLetter(DeadLetter {
                     content,
                     seq,
                     reason,
                     target: target.clone(),
                     now_ms,
-                })),
-                None => {
-                    if let Content::Paged(p) = content {
-                        self.effects.push(Effect::Release(p));
-                    }
-                }
+                }));
+            }
+            if let Some(p) = paged {
+                self.effects.push(Effect::Release(p));
             }
         }
     }
@@ -497,6 +511,7 @@ impl QueueMachine {
             left.push(q.seq);
         });
         self.dedup_release(left);
+        self.reading.clear();
         self.effects.extend(paged.into_iter().map(Effect::Release));
         n
     }

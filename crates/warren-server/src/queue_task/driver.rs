@@ -411,8 +411,7 @@ impl QueueTask {
         self.machine.apply(now, Command::Loaded(loaded));
     }
 
-    /// Reads a paged message back, releasing its spill record. `None` if it cannot be read
-    /// (the error is logged).
+    /// Reads a paged message back. `None` if it cannot be read (the error is logged).
     fn read_paged(&mut self, seq: u64, paged: Paged) -> Option<warren_core::Message> {
         let read = if paged.place == IN_LOG {
             self.log.read(seq)

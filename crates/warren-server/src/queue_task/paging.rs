@@ -96,14 +96,10 @@ impl Pager {
         }
     }
 
-    /// Reads a spilled message back, releasing its record.
+    /// Reads a spilled message back (its record stays until the machine releases it).
     pub(super) fn read(&mut self, seq: Seq, paged: Paged) -> Result<StoredMessage, StoreError> {
         match self.spill.as_mut() {
-            Some(spill) => {
-                let read = spill.read(paged.place, paged.body_size as usize);
-                let _ = spill.release(paged.place);
-                read
-            }
+            Some(spill) => spill.read(paged.place, paged.body_size as usize),
             None => Err(StoreError::NotInLog { seq }),
         }
     }

@@ -48,17 +48,31 @@ struct World {
     last_fresh: Option<u64>,
     trace: Vec<String>,
     recorded: Vec<(u64, Command)>,
+    pending: Vec<Effect>,
 }
 
 impl World {
+    /// Applies a command, then carries out its effects as the server's queue task does:
+    /// all of one command's effects in order, then those the storage answers produced.
     fn apply(&mut self, q: &mut QueueMachine, now: u64, cmd: Command) -> Reply {
+        let reply = self.apply_one(q, now, cmd);
+        let mut pending = std::mem::take(&mut self.pending);
+        while !pending.is_empty() {
+            for e in pending {
+                self.effect(q, now, e);
+            }
+            pending = std::mem::take(&mut self.pending);
+        }
+        reply
+    }
+
+    /// Applies one command; its effects wait in `pending`.
+    fn apply_one(&mut self, q: &mut QueueMachine, now: u64, cmd: Command) -> Reply {
         self.recorded.push((now, cmd.clone()));
         let reply = q.apply(now, cmd);
         let effects = q.take_effects();
         self.trace.push(format!("{reply:?} {effects:?}"));
-        for e in effects {
-            self.effect(q, now, e);
-        }
+        self.pending.extend(effects);
         reply
     }
 
@@ -115,7 +129,7 @@ impl World {
                     self.next_place
                 };
                 let priority = message.properties.priority.unwrap_or(0);
-                let reply = self.apply(
+                let reply = self.apply_one(
                     q,
                     now,
                     Command::PagedOut {
@@ -135,23 +149,23 @@ impl World {
                         let m = if p.place == u64::MAX {
                             msg_with(self.log[&seq], |p| p.delivery_mode = Some(2))
                         } else {
-                            self.pages.remove(&p.place).expect("paged message stored")
+                            self.pages.get(&p.place).expect("paged message stored").clone()
                         };
                         (seq, p, Some(m))
                     })
                     .collect();
-                self.apply(q, now, Command::Loaded(loaded));
+                self.apply_one(q, now, Command::Loaded(loaded));
             }
             Effect::Release(p) => {
                 if p.place != u64::MAX {
-                    assert!(self.pages.remove(&p.place).is_some());
+                    assert!(self.pages.remove(&p.place).is_some(), "released twice");
                 }
             }
             Effect::DeadLetter(d) => {
                 let m = match (&d.content, d.seq) {
                     (Content::Loaded(m), _) => body(m),
                     (Content::Paged(p), _) if p.place != u64::MAX => {
-                        body(&self.pages.remove(&p.place).expect("paged"))
+                        body(self.pages.get(&p.place).expect("paged"))
                     }
                     (Content::Paged(_), Some(seq)) => self.log[&seq],
                     (Content::Paged(_), None) => panic!("a refused publish is never paged"),
@@ -248,6 +262,7 @@ fn command_simulation_loses_nothing_confirmed_and_replays_identically() {
         }
         assert_eq!(q.message_count(), 0, "seed {seed}: drained");
         assert!(w.log.is_empty(), "seed {seed}: log holds {:?}", w.log);
+        assert!(w.pages.is_empty(), "seed {seed}: stored pages never released");
         let mut out: Vec<u64> = w.acked.iter().chain(&w.dead).copied().collect();
         out.sort_unstable();
         let before_dedup = out.len();
