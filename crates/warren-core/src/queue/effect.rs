@@ -49,7 +49,7 @@ pub enum Effect {
     /// left the queue. Exactly one per successful `PagedOut`.
     Release(Paged),
     /// Republish a dead message through the queue's dead-letter exchange.
-    DeadLetter(DeadLetter),
+    DeadLetter(Box<DeadLetter>),
     /// The queue cancelled this consumer (the queue is gone): RabbitMQ's server-sent
     /// `basic.cancel`.
     ConsumerCancelled {

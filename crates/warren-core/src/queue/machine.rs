@@ -176,6 +176,8 @@ impl QueueMachine {
         if self.deleted {
             return self.gone(cmd);
         }
+        // Paging a message out changes nothing a consumer could see: no dispatch after it.
+        let settles = !matches!(cmd, Command::PagedOut { .. });
         let reply = match cmd {
             Command::Enqueue(batch) => {
                 self.enqueue(now_ms, batch);
@@ -263,7 +265,7 @@ impl QueueMachine {
                 Reply::Done
             }
         };
-        if !self.deleted {
+        if settles && !self.deleted {
             self.settle_time(now_ms);
         }
         self.flush_log_marks();
@@ -322,7 +324,7 @@ impl QueueMachine {
     fn enqueue(&mut self, now_ms: u64, batch: Vec<Incoming>) {
         for Incoming { message, confirm } in batch {
             // A duplicate is dropped, and dealt with as far as its publisher is concerned.
-            let key = DedupKey::of(&message).filter(|_| self.dedup.is_some());
+            let key = self.dedup.as_ref().and_then(|_| DedupKey::of(&message));
             if let (Some(dedup), Some(key)) = (&self.dedup, &key) {
                 if dedup.is_duplicate(key, || now_ms) {
                     self.confirm(confirm, true);
@@ -399,18 +401,15 @@ impl QueueMachine {
         })
     }
 
-    /// What the log and the keys record of a message handed out.
     fn handed_out(&mut self, d: &Delivery, no_ack: bool) {
-        if no_ack {
-            self.dedup_release([d.seq]);
-        }
-        if self.durable && d.message.is_persistent() {
-            if no_ack {
-                self.log_acks.push(d.seq);
-            } else if !d.redelivered {
-                self.log_delivered.push(d.seq);
-            }
-        }
+        handed_out(
+            d,
+            no_ack,
+            self.durable,
+            &mut self.dedup,
+            &mut self.log_acks,
+            &mut self.log_delivered,
+        );
     }
 
     /// Hands ready messages to consumers with credit, asking for paged ones to be read back
@@ -421,17 +420,28 @@ impl QueueMachine {
         }
         let mut ahead = self.state.paged_ahead(READ_AHEAD);
         ahead.retain(|(seq, _)| self.reading.insert(*seq));
-        let mut out = Vec::new();
-        self.state
-            .dispatch(|spec, delivery| out.push((spec.session, spec.id, spec.no_ack, delivery)));
-        for (session, consumer, no_ack, delivery) in out {
-            self.handed_out(&delivery, no_ack);
-            self.effects.push(Effect::Deliver {
-                session,
-                consumer,
+        let (effects, dedup, log_acks, log_delivered) = (
+            &mut self.effects,
+            &mut self.dedup,
+            &mut self.log_acks,
+            &mut self.log_delivered,
+        );
+        let durable = self.durable;
+        self.state.dispatch(|spec, delivery| {
+            handed_out(
+                &delivery,
+                spec.no_ack,
+                durable,
+                dedup,
+                log_acks,
+                log_delivered,
+            );
+            effects.push(Effect::Deliver {
+                session: spec.session,
+                consumer: spec.id,
                 delivery,
             });
-        }
+        });
         if !ahead.is_empty() {
             self.effects.push(Effect::ReadBack(ahead));
         }
@@ -486,13 +496,13 @@ impl QueueMachine {
             let paged = content.paged();
             if let Some(target) = &target {
                 // A paged one is read back for this before its stored copy is released.
-                self.effects.push(Effect::DeadLetter(DeadLetter {
+                self.effects.push(Effect::DeadLetter(Box::new(DeadLetter {
                     content,
                     seq,
                     reason,
                     target: target.clone(),
                     now_ms,
-                }));
+                })));
             }
             if let Some(p) = paged {
                 self.effects.push(Effect::Release(p));
@@ -591,6 +601,30 @@ impl QueueMachine {
         if !self.log_delivered.is_empty() {
             self.effects
                 .push(Effect::LogDelivered(std::mem::take(&mut self.log_delivered)));
+        }
+    }
+}
+
+/// What the log and the keys record of a message handed out (a function of the fields it
+/// touches, so that dispatch can call it while the queue state is borrowed).
+fn handed_out(
+    d: &Delivery,
+    no_ack: bool,
+    durable: bool,
+    dedup: &mut Option<QueueDedup>,
+    log_acks: &mut Vec<Seq>,
+    log_delivered: &mut Vec<Seq>,
+) {
+    if no_ack {
+        if let Some(dedup) = dedup {
+            dedup.release(d.seq);
+        }
+    }
+    if durable && d.message.is_persistent() {
+        if no_ack {
+            log_acks.push(d.seq);
+        } else if !d.redelivered {
+            log_delivered.push(d.seq);
         }
     }
 }

@@ -45,6 +45,8 @@ struct QueueTask {
     confirms: Vec<(ConfirmTo, bool, Vec<ConfirmId>)>,
     /// Where the confirms of the publishes being applied go.
     confirm_to: Option<ConfirmTo>,
+    /// The machine's effects being carried out (kept to reuse its allocation).
+    effects: Vec<Effect>,
     /// The queue is gone (its machine deleted it) or the broker stops it.
     ended: bool,
 }
@@ -104,6 +106,7 @@ pub(super) fn start(
         outbox: Vec::new(),
         confirms: Vec::new(),
         confirm_to: None,
+        effects: Vec::new(),
         ended: false,
     };
     tokio::spawn(task.run());
@@ -264,15 +267,17 @@ impl QueueTask {
     /// Applies one command and carries out everything it leads to.
     fn run_cmd(&mut self, now: u64, cmd: Command) -> Reply {
         let reply = self.machine.apply(now, cmd);
+        let mut effects = std::mem::take(&mut self.effects);
         loop {
-            let effects = self.machine.take_effects();
+            self.machine.drain_effects(&mut effects);
             if effects.is_empty() {
                 break;
             }
-            for effect in effects {
+            for effect in effects.drain(..) {
                 self.carry_out(now, effect);
             }
         }
+        self.effects = effects;
         reply
     }
 
@@ -332,7 +337,7 @@ impl QueueTask {
             }
             Effect::ReadBack(ahead) => self.read_back(now, ahead),
             Effect::Release(paged) => self.pager.release(paged.place),
-            Effect::DeadLetter(d) => self.dead_letter(d),
+            Effect::DeadLetter(d) => self.dead_letter(*d),
             Effect::ConsumerCancelled { session, consumer } => {
                 self.send_to(session, |out| {
                     out.push(Outbound::Cancelled { session, consumer })
