@@ -4,7 +4,7 @@
 //! to the dead-letter exchange, and when the queue itself ends.
 
 use super::state::{Dead, Enqueued, QueueState};
-use super::{Command, ConfirmId, Content, DeadLetter, Delivery, Effect, GetOk, Grant, Incoming};
+use super::{Command, ConfirmId, DeadLetter, Delivery, Effect, GetOk, Grant, Incoming};
 use super::{Paged, QueueStats, Reply, Seq, Settlement};
 use crate::args::QueueArgs;
 use crate::dedup::{DedupKey, QueueDedup};
