@@ -232,15 +232,17 @@ impl Connection {
             None => 0,
         };
         self.exclusive_queues.retain(|q| q != &queue);
-        // Our own consumers' cancellations go out before delete-ok.
-        self.drain_outbound();
         self.reply(
             ch,
             !m.nowait,
             Method::QueueDeleteOk {
                 message_count: count as u32,
             },
-        )
+        )?;
+        // The consumers' cancellations follow delete-ok, as in RabbitMQ: a client waiting
+        // for delete-ok (py-amqp) fails on a basic.cancel read first.
+        self.drain_outbound();
+        Ok(())
     }
 
     /// Writes a reply method unless the request said `nowait`.
