@@ -153,16 +153,22 @@ class RawConnection:
         return got
 
     def handshake(self, user: str, password: str, vhost: str, frame_max: int = 0,
-                  channel_max: int = 0) -> None:
+                  channel_max: int = 0, capabilities: tuple = ()) -> None:
         """Protocol header through connection.open-ok, without heartbeats.
 
-        ``frame_max``/``channel_max`` of 0 accept the server's proposal.
+        ``frame_max``/``channel_max`` of 0 accept the server's proposal. ``capabilities``
+        names the client capabilities to announce as true (``consumer_cancel_notify`` for
+        server-sent basic.cancel); without any, the client-properties table is empty.
         """
         self.send(PROTOCOL_HEADER)
         self.expect(CONNECTION_START)
         response = b"\x00" + user.encode() + b"\x00" + password.encode()
+        properties = b""
+        if capabilities:
+            flags = b"".join(shortstr(name) + b"t\x01" for name in capabilities)
+            properties = shortstr("capabilities") + b"F" + longstr(flags)
         start_ok = (
-            struct.pack(">I", 0)  # empty client-properties table
+            longstr(properties)  # client-properties table
             + shortstr("PLAIN")
             + longstr(response)
             + shortstr("en_US")
@@ -237,8 +243,11 @@ class RawConnection:
         return got.close_reason()
 
 
+QUEUE_DELETE = (50, 40)
+QUEUE_DELETE_OK = (50, 41)
 BASIC_CONSUME = (60, 20)
 BASIC_CONSUME_OK = (60, 21)
+BASIC_CANCEL = (60, 30)
 BASIC_GET = (60, 70)
 BASIC_GET_OK = (60, 71)
 BASIC_GET_EMPTY = (60, 72)
@@ -249,6 +258,11 @@ def basic_consume_args(queue: str, consumer_tag: str = "", no_ack: bool = False)
     bits = 0x02 if no_ack else 0x00
     return (struct.pack(">H", 0) + shortstr(queue) + shortstr(consumer_tag)
             + bytes([bits]) + struct.pack(">I", 0))
+
+
+def queue_delete_args(queue: str) -> bytes:
+    # reserved short, queue, bits (if-unused if-empty no-wait)
+    return struct.pack(">H", 0) + shortstr(queue) + b"\x00"
 
 
 def basic_get_args(queue: str, no_ack: bool = True) -> bytes:

@@ -220,15 +220,17 @@ impl Connection {
         // Gone from the vhost (and from the definitions store) before delete-ok.
         self.vhost.forget_queue(&queue);
         self.exclusive_queues.retain(|q| q != &queue);
-        // As RabbitMQ, delete-ok goes before the cancellations of our own consumers of it
-        // (py-amqp, so kombu and Celery, waits for the delete-ok and fails on a cancel first).
         self.reply(
             ch,
             !m.nowait,
             Method::QueueDeleteOk {
                 message_count: count as u32,
             },
-        )
+        )?;
+        // The consumers' cancellations follow delete-ok, as in RabbitMQ: a client waiting
+        // for delete-ok (py-amqp) fails on a basic.cancel read first.
+        self.drain_outbound();
+        Ok(())
     }
 
     /// Writes a reply method unless the request said `nowait`.
