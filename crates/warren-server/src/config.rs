@@ -1,50 +1,105 @@
-//! Broker settings. Precedence: command-line flags, then `WARREN_*` environment variables,
-//! then the optional TOML file, then these defaults (the CLI applies the first two).
+//! Broker settings, each declared once, as a field of [`Config`]: its doc comment is the
+//! `warren serve --help` text, `#[arg]` names its flag and `WARREN_*` variable and holds its
+//! default (`skip = …` for the settings only the file sets), and its name is the TOML key.
+//! Adding a setting is adding a field.
+//!
+//! Precedence: command-line flags, then `WARREN_*` environment variables (both read by clap),
+//! then the optional TOML file, then the defaults; [`Config::load`] lays them over each other.
+//! This module reads no socket and starts nothing: it only says what the broker will use.
 
 use crate::resources::Limit;
+use clap::parser::ValueSource;
+use clap::{Args, FromArgMatches};
 use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where the AMQP listener binds. Port 0 picks a free port (logged at start-up). The
-    /// default `[::]:5672` takes IPv4 and IPv6 clients.
+    /// Address and port for AMQP clients; the default takes IPv4 and IPv6 clients (falling
+    /// back to 0.0.0.0 without IPv6); port 0 picks a free port, named in the start-up log
+    #[arg(
+        long,
+        env = "WARREN_LISTEN",
+        value_name = "ADDR:PORT",
+        default_value = "[::]:5672"
+    )]
     pub listen: SocketAddr,
-    /// Where the HTTP management API listens (RabbitMQ's port 15672, on every address as
-    /// `listen`); port 0 picks a free port (logged at start-up); `None` (`"off"` in the
-    /// file) turns it off.
+    /// Address and port of the HTTP management API (IPv4 and IPv6 as --listen), or `off`;
+    /// port 0 picks a free port
+    // Spelled out so that clap takes the whole `Option` from `parse_listen_or_off` rather
+    // than making the flag optional.
+    #[arg(
+        long,
+        env = "WARREN_MANAGEMENT_LISTEN",
+        value_name = "ADDR:PORT|off",
+        default_value = "[::]:15672",
+        value_parser = parse_listen_or_off
+    )]
     #[serde(deserialize_with = "listen_or_off")]
-    pub management_listen: Option<SocketAddr>,
-    /// Where durable state lives.
+    pub management_listen: std::option::Option<SocketAddr>,
+    /// Directory for durable state
+    #[arg(
+        long,
+        env = "WARREN_DATA_DIR",
+        value_name = "DIR",
+        default_value = "./warren-data"
+    )]
     pub data_dir: PathBuf,
     /// Heartbeat the server proposes in `connection.tune`, seconds (RabbitMQ: 60).
+    #[arg(skip = 60u16)]
     pub heartbeat_secs: u16,
     /// frame-max the server proposes and enforces, bytes (RabbitMQ: 131072).
+    #[arg(skip = 131_072u32)]
     pub frame_max: u32,
     /// channel-max the server proposes and enforces (RabbitMQ: 2047).
+    #[arg(skip = 2047u16)]
     pub channel_max: u16,
     /// Largest message body accepted, bytes (RabbitMQ: 128 MiB).
+    #[arg(skip = 128u64 << 20)]
     pub max_message_size: u64,
-    /// Past this resident memory, publishers are blocked: a fraction of RAM (default 0.4)
-    /// or a size such as `2GiB`.
+    /// Block publishers past this resident memory: a fraction of RAM or a size such as 2GiB
+    #[arg(
+        long,
+        env = "WARREN_MEMORY_HIGH_WATERMARK",
+        value_name = "FRACTION|SIZE",
+        default_value = "0.4"
+    )]
     pub memory_high_watermark: Limit,
-    /// Below this free disk space in the data directory's filesystem, publishers are
-    /// blocked (default 1GiB; a fraction is relative to RAM, as in RabbitMQ).
+    /// Block publishers when the data directory's disk has less free space (a fraction is of
+    /// RAM, as in RabbitMQ)
+    #[arg(
+        long,
+        env = "WARREN_DISK_FREE_LIMIT",
+        value_name = "SIZE",
+        default_value = "1GiB"
+    )]
     pub disk_free_limit: Limit,
-    /// Memory the loaded ready messages of one queue may hold before further ones are paged
-    /// to disk (bodies read back ahead of delivery): a size such as `32MiB` or a fraction of
-    /// RAM. Under memory pressure (half the high watermark) every queue keeps far less.
+    /// Memory one queue's ready messages may hold before more are paged to disk (and read
+    /// back ahead of delivery): a size or a fraction of RAM
+    #[arg(
+        long,
+        env = "WARREN_QUEUE_MEMORY_BUDGET",
+        value_name = "FRACTION|SIZE",
+        default_value = "32MiB"
+    )]
     pub queue_memory_budget: Limit,
-    /// Queues page messages out (down to a small read-ahead) once resident memory passes
-    /// this fraction of the high watermark (RabbitMQ's `vm_memory_high_watermark_paging_ratio`,
-    /// default 0.5); above 1 they never do before the alarm.
+    /// Page queues out under memory pressure from this fraction of the high watermark
+    /// (RabbitMQ's vm_memory_high_watermark_paging_ratio); above 1 never
+    #[arg(
+        long,
+        env = "WARREN_MEMORY_PAGING_RATIO",
+        value_name = "RATIO",
+        default_value = "0.5"
+    )]
     pub memory_paging_ratio: f64,
     /// Most connections served at once; further ones are refused at accept.
+    #[arg(skip = 65_536usize)]
     pub max_connections: usize,
     /// Users allowed to log in. Default: `guest`/`guest`, which (as in RabbitMQ) may only
     /// connect from loopback.
+    #[arg(skip = vec![User { name: "guest".into(), password: "guest".into() }])]
     pub users: Vec<User>,
 }
 
@@ -56,25 +111,15 @@ pub struct User {
 }
 
 impl Default for Config {
+    /// The defaults declared on the fields, read by clap from an empty command line with the
+    /// environment left out.
     fn default() -> Config {
-        Config {
-            listen: "[::]:5672".parse().expect("valid literal"),
-            management_listen: Some("[::]:15672".parse().expect("valid literal")),
-            data_dir: PathBuf::from("./warren-data"),
-            heartbeat_secs: 60,
-            frame_max: 131_072,
-            channel_max: 2047,
-            max_message_size: 128 * 1024 * 1024,
-            memory_high_watermark: Limit::Fraction(0.4),
-            disk_free_limit: Limit::Bytes(1 << 30),
-            queue_memory_budget: Limit::Bytes(32 << 20),
-            memory_paging_ratio: 0.5,
-            max_connections: 65_536,
-            users: vec![User {
-                name: "guest".into(),
-                password: "guest".into(),
-            }],
-        }
+        let command = Config::augment_args(clap::Command::new("defaults").no_binary_name(true))
+            .mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from(std::iter::empty::<&str>())
+            .expect("every default parses (pinned by a test)");
+        Config::from_arg_matches(&matches).expect("every setting has a default")
     }
 }
 
@@ -107,9 +152,36 @@ pub enum ConfigError {
     },
     #[error("frame_max {0} is below the protocol minimum of 4096")]
     FrameMaxTooSmall(u32),
+    #[error("settings from flags and environment: {0}")]
+    Flags(#[from] clap::Error),
 }
 
 impl Config {
+    /// The settings `warren serve` runs with: what `given` holds from the command line or a
+    /// `WARREN_*` variable (the matches of a command that [`Config::augment_args`] built),
+    /// over the TOML file at `file` if any, over the defaults.
+    pub fn load(file: Option<&Path>, given: &clap::ArgMatches) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        // clap fills in a default for every flag left out; those must not hide the file's.
+        let mut given = given.clone();
+        let defaulted: Vec<String> = given
+            .ids()
+            .filter(|id| given.value_source(id.as_str()) == Some(ValueSource::DefaultValue))
+            .map(|id| id.to_string())
+            .collect();
+        for id in &defaulted {
+            given
+                .try_clear_id(id)
+                .expect("the id comes from these matches");
+        }
+        config.update_from_arg_matches_mut(&mut given)?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Reads a TOML file; fields it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -135,6 +207,125 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// Held by every test that parses flags: clap reads the process's `WARREN_*` variables,
+    /// which the precedence test sets.
+    static ENVIRONMENT: Mutex<()> = Mutex::new(());
+
+    fn parse(args: &[&str]) -> clap::ArgMatches {
+        Config::augment_args(clap::Command::new("serve").no_binary_name(true))
+            .try_get_matches_from(args)
+            .unwrap()
+    }
+
+    fn write_file(name: &str, text: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("warren-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("warren.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.listen, "[::]:5672".parse().unwrap());
+        assert_eq!(c.management_listen, Some("[::]:15672".parse().unwrap()));
+        assert_eq!(c.data_dir, PathBuf::from("./warren-data"));
+        assert_eq!(c.heartbeat_secs, 60);
+        assert_eq!(c.frame_max, 131_072);
+        assert_eq!(c.channel_max, 2047);
+        assert_eq!(c.max_message_size, 128 << 20);
+        assert_eq!(c.memory_high_watermark, Limit::Fraction(0.4));
+        assert_eq!(c.disk_free_limit, Limit::Bytes(1 << 30));
+        assert_eq!(c.queue_memory_budget, Limit::Bytes(32 << 20));
+        assert_eq!(c.memory_paging_ratio, 0.5);
+        assert_eq!(c.max_connections, 65_536);
+        assert_eq!(
+            c.users,
+            vec![User {
+                name: "guest".into(),
+                password: "guest".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn flag_beats_environment_beats_file_beats_default() {
+        let _env = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        let (dir, path) = write_file(
+            "precedence",
+            "listen = \"127.0.0.3:1\"\ndata_dir = \"/from-file\"\nmemory_paging_ratio = 0.7\n\
+             heartbeat_secs = 10\nmanagement_listen = \"127.0.0.1:0\"\n",
+        );
+        std::env::set_var("WARREN_LISTEN", "127.0.0.2:1");
+        std::env::set_var("WARREN_DATA_DIR", "/from-env");
+        std::env::set_var("WARREN_MANAGEMENT_LISTEN", "off");
+        let given = parse(&["--listen", "127.0.0.1:1"]);
+        let layered = Config::load(Some(&path), &given);
+        let without_file = Config::load(None, &given);
+        for var in [
+            "WARREN_LISTEN",
+            "WARREN_DATA_DIR",
+            "WARREN_MANAGEMENT_LISTEN",
+        ] {
+            std::env::remove_var(var);
+        }
+        let file_only = Config::load(Some(&path), &parse(&["--memory-paging-ratio", "2"]));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let c = layered.unwrap();
+        assert_eq!(
+            c.listen,
+            "127.0.0.1:1".parse().unwrap(),
+            "flag over variable"
+        );
+        assert_eq!(c.data_dir, PathBuf::from("/from-env"), "variable over file");
+        assert_eq!(
+            c.management_listen, None,
+            "`off` from a variable, over the file"
+        );
+        assert_eq!(c.memory_paging_ratio, 0.7, "file over default");
+        assert_eq!(c.heartbeat_secs, 10, "a setting only the file sets");
+        assert_eq!(c.disk_free_limit, Limit::Bytes(1 << 30), "default");
+
+        let c = without_file.unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/from-env"));
+        assert_eq!(c.memory_paging_ratio, 0.5);
+
+        let c = file_only.unwrap();
+        assert_eq!(
+            c.listen,
+            "127.0.0.3:1".parse().unwrap(),
+            "file over default"
+        );
+        assert_eq!(c.management_listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.memory_paging_ratio, 2.0, "flag over file");
+    }
+
+    #[test]
+    fn management_listener_is_turned_off_by_the_flag() {
+        let _env = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        let c = Config::load(None, &parse(&["--management-listen", "OFF"])).unwrap();
+        assert_eq!(c.management_listen, None);
+        let bad = Config::augment_args(clap::Command::new("serve").no_binary_name(true))
+            .try_get_matches_from(["--management-listen", "nowhere"]);
+        let err = bad.unwrap_err().to_string();
+        assert!(err.contains("neither ADDR:PORT nor 'off'"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_is_reported_with_the_file_and_key() {
+        let (dir, path) = write_file("badvalue", "memory_paging_ratio = \"lots\"\n");
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            err.contains("warren.toml") && err.contains("memory_paging_ratio"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn file_overrides_only_the_fields_it_names() {

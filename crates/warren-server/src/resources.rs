@@ -4,6 +4,9 @@
 //! either limit it raises an alarm, and publishing connections are blocked (not read, and
 //! told `connection.blocked` if they understand it) until the broker is back under the
 //! limit. Consumers keep being served, so the backlog can drain. As in RabbitMQ.
+//!
+//! Memory is read from `/proc` through `procfs` and free disk space with `statvfs` through
+//! `rustix`: no `unsafe` here.
 
 use serde::Deserialize;
 use std::fmt;
@@ -119,24 +122,17 @@ impl Alarms {
     }
 }
 
-/// Resident memory of this process, bytes.
+/// Resident memory of this process, bytes (`/proc/self/statm`).
 pub fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(4096) as u64)
+    let statm = procfs::process::Process::myself().ok()?.statm().ok()?;
+    Some(statm.resident * procfs::page_size())
 }
 
-/// Memory available to the broker: the machine's RAM, or a smaller cgroup limit.
+/// Memory available to the broker: the machine's RAM, or a smaller cgroup (v2) limit.
 pub fn total_memory_bytes() -> u64 {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let ram = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .unwrap_or(u64::MAX);
+    use procfs::Current as _;
+    let ram = procfs::Meminfo::current().map_or(u64::MAX, |m| m.mem_total);
+    // `max` (no limit) does not parse and leaves the RAM.
     let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());
@@ -145,16 +141,8 @@ pub fn total_memory_bytes() -> u64 {
 
 /// Free space for unprivileged use on the filesystem holding `path`, bytes.
 pub fn free_disk_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
-            return None;
-        }
-        Some(st.f_bavail as u64 * st.f_frsize as u64)
-    }
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Starts the monitor task; the returned receiver always holds the current alarms.

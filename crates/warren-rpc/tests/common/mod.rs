@@ -1,20 +1,27 @@
 //! Test harness of warren-rpc: a broker for each test and the `Calc` service the tests call.
 //!
-//! The broker is a Warren started in this process on an ephemeral port with a fresh data
-//! directory, unless `WARREN_TEST_URL` names another (that is how the crate is checked
-//! against RabbitMQ). Every test serves `Calc` under a name of its own, so tests sharing an
-//! external broker never answer each other's calls.
+//! The broker is a `warren serve` process on an ephemeral port with a fresh data directory,
+//! unless `WARREN_TEST_URL` names another (that is how the crate is checked against
+//! RabbitMQ): `broker.rs` is the `warren` crate's harness, included by path, so this crate's
+//! tests never compile the broker. It needs the `warren` binary built: `cargo test
+//! --workspace` and `scripts/test` build it first; alone, run `cargo build -p warren` before
+//! `cargo test -p warren-rpc` (or set `WARREN_BIN`). Every test serves `Calc` under a name of
+//! its own, so tests sharing an external broker never answer each other's calls.
 
 #![allow(dead_code)] // each test binary uses a different subset
+
+#[path = "../../../warren/tests/common/broker.rs"]
+mod broker;
+
+pub use broker::Broker;
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use warren_rpc::{Client, ClientConfig, RpcError, Server, ServerConfig};
 
 /// How long a whole test may take before it is declared hung.
@@ -151,78 +158,32 @@ impl Calc for CalcImpl {
     }
 }
 
-/// A broker for one test.
-pub struct Broker {
-    pub url: String,
-    running: Option<(warren_server::RunningBroker, PathBuf)>,
-}
-
-impl Broker {
-    pub async fn start() -> Broker {
-        if let Ok(url) = std::env::var("WARREN_TEST_URL") {
-            if !url.is_empty() {
-                return Broker { url, running: None };
-            }
-        }
-        let data_dir = std::env::temp_dir().join(unique("warren-rpc-test"));
-        let config = warren_server::Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            management_listen: None,
-            data_dir: data_dir.clone(),
-            ..warren_server::Config::default()
-        };
-        let running = warren_server::Broker::start(config)
-            .await
-            .expect("cannot start Warren");
-        let url = format!("amqp://guest:guest@{}/%2F", running.local_addr);
-        Broker {
-            url,
-            running: Some((running, data_dir)),
-        }
-    }
-
-    pub async fn stop(mut self) {
-        if let Some((running, data_dir)) = self.running.take() {
-            running.shutdown().await;
-            let _ = std::fs::remove_dir_all(data_dir);
-        }
-    }
-}
-
+/// A name no other test (nor an earlier run against a shared broker) uses.
 pub fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{nanos:x}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}", broker::unique_suffix())
 }
 
-/// Runs a test body against a fresh broker, under [`TEST_TIMEOUT`].
+/// Runs a test body against a fresh broker, under [`TEST_TIMEOUT`]. The broker is stopped
+/// when the test ends, whether it passed or panicked.
 pub fn run<F, Fut>(body: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()>,
 {
+    let broker = Broker::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let broker = Broker::start().await;
-        let outcome = tokio::time::timeout(TEST_TIMEOUT, body(broker.url.clone())).await;
-        broker.stop().await;
-        assert!(
-            outcome.is_ok(),
-            "test did not finish within {TEST_TIMEOUT:?}"
-        );
-    });
+    let url = broker.url().to_owned();
+    let outcome = runtime.block_on(async { tokio::time::timeout(TEST_TIMEOUT, body(url)).await });
     runtime.shutdown_timeout(Duration::from_secs(1));
+    assert!(
+        outcome.is_ok(),
+        "test did not finish within {TEST_TIMEOUT:?}"
+    );
+    drop(broker);
 }
 
 /// Starts an instance of `Calc` under the service name `service`.

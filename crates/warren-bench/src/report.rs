@@ -1,10 +1,12 @@
 //! The outcome of one scenario, and its two renderings: one JSON object per line (for
 //! scripts, e.g. `bench/compare`) and a row of the final table (for people).
 //!
-//! JSON is written by hand: the objects are flat, and the field list below is the format's
-//! documentation. Rates are per second of measurement; latencies are microseconds; memory is
-//! bytes; an unknown value is `null`.
+//! The JSON object is flat; `JsonReport`'s field list is the format's documentation. Rates
+//! are per second of measurement; latencies are microseconds; memory is bytes; an unknown
+//! value is `null`.
 
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use std::fmt::Write;
 
 use super::histogram::Histogram;
@@ -82,48 +84,113 @@ impl Report {
         (messages > 0).then_some(self.bench_cpu_seconds? * 1e9 / messages as f64)
     }
 
+    /// One JSON object on one line, fields in the order of [`JsonReport`].
     pub fn to_json(&self) -> String {
-        let mut o = JsonObject::default();
-        o.string("scenario", &self.scenario);
-        o.string("broker_url", &self.broker_url);
-        o.string("setup", &self.setup);
-        o.number("seconds", Some(self.seconds));
-        o.number("published", Some(self.published as f64));
-        o.number("consumed", Some(self.consumed as f64));
-        o.number("confirmed", Some(self.confirmed as f64));
-        o.number("nacked", Some(self.nacked as f64));
-        o.number("published_per_s", Some(self.published_per_s()));
-        o.number("consumed_per_s", Some(self.consumed_per_s()));
-        let us = |f: fn(&Latency) -> u64| self.latency.as_ref().map(|l| f(l) as f64 / 1e3);
-        o.number("latency_p50_us", us(|l| l.p50));
-        o.number("latency_p99_us", us(|l| l.p99));
-        o.number("latency_p999_us", us(|l| l.p999));
-        o.number("latency_max_us", us(|l| l.max));
-        let confirm_us =
-            |f: fn(&Latency) -> u64| self.confirm_latency.as_ref().map(|l| f(l) as f64 / 1e3);
-        o.number("confirm_latency_p50_us", confirm_us(|l| l.p50));
-        o.number("confirm_latency_p99_us", confirm_us(|l| l.p99));
-        o.number("confirm_latency_p999_us", confirm_us(|l| l.p999));
-        o.number("confirm_latency_max_us", confirm_us(|l| l.max));
-        o.number("bench_cpu_seconds", self.bench_cpu_seconds);
-        o.number(
-            "bench_cpu_cores",
-            self.bench_cpu_seconds.map(|c| c / self.seconds.max(1e-9)),
-        );
-        o.number("bench_cpu_ns_per_msg", self.bench_cpu_ns_per_message());
-        o.number(
-            "broker_cpu_cores",
-            self.broker_cpu_seconds.map(|c| c / self.seconds.max(1e-9)),
-        );
-        let memory = |f: fn(&BrokerMemory) -> u64| self.broker_memory.as_ref().map(|m| f(m) as f64);
-        o.number("broker_rss_start_bytes", memory(|m| m.start));
-        o.number("broker_rss_peak_bytes", memory(|m| m.peak));
-        o.number("broker_rss_end_bytes", memory(|m| m.end));
-        o.number("broker_vmhwm_bytes", memory(|m| m.lifetime_peak));
-        for (name, value) in &self.extra {
-            o.number(name, Some(*value));
+        serde_json::to_string(&JsonReport::of(self)).expect("a report always serializes")
+    }
+}
+
+/// The JSON format, field by field: this struct is its documentation.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    scenario: &'a str,
+    broker_url: &'a str,
+    setup: &'a str,
+    seconds: Number,
+    published: u64,
+    consumed: u64,
+    confirmed: u64,
+    nacked: u64,
+    published_per_s: Number,
+    consumed_per_s: Number,
+    latency_p50_us: Number,
+    latency_p99_us: Number,
+    latency_p999_us: Number,
+    latency_max_us: Number,
+    confirm_latency_p50_us: Number,
+    confirm_latency_p99_us: Number,
+    confirm_latency_p999_us: Number,
+    confirm_latency_max_us: Number,
+    bench_cpu_seconds: Number,
+    bench_cpu_cores: Number,
+    bench_cpu_ns_per_msg: Number,
+    broker_cpu_cores: Number,
+    broker_rss_start_bytes: Option<u64>,
+    broker_rss_peak_bytes: Option<u64>,
+    broker_rss_end_bytes: Option<u64>,
+    broker_vmhwm_bytes: Option<u64>,
+    /// The scenario's own numbers ([`Report::extra`]), last.
+    #[serde(flatten)]
+    extra: Extra<'a>,
+}
+
+impl JsonReport<'_> {
+    fn of(r: &Report) -> JsonReport<'_> {
+        let us = |l: Option<Latency>, f: fn(&Latency) -> u64| {
+            Number(l.as_ref().map(|l| f(l) as f64 / 1e3))
+        };
+        let cores = |cpu: Option<f64>| Number(cpu.map(|c| c / r.seconds.max(1e-9)));
+        let memory = |f: fn(&BrokerMemory) -> u64| r.broker_memory.as_ref().map(f);
+        JsonReport {
+            scenario: &r.scenario,
+            broker_url: &r.broker_url,
+            setup: &r.setup,
+            seconds: Number(Some(r.seconds)),
+            published: r.published,
+            consumed: r.consumed,
+            confirmed: r.confirmed,
+            nacked: r.nacked,
+            published_per_s: Number(Some(r.published_per_s())),
+            consumed_per_s: Number(Some(r.consumed_per_s())),
+            latency_p50_us: us(r.latency, |l| l.p50),
+            latency_p99_us: us(r.latency, |l| l.p99),
+            latency_p999_us: us(r.latency, |l| l.p999),
+            latency_max_us: us(r.latency, |l| l.max),
+            confirm_latency_p50_us: us(r.confirm_latency, |l| l.p50),
+            confirm_latency_p99_us: us(r.confirm_latency, |l| l.p99),
+            confirm_latency_p999_us: us(r.confirm_latency, |l| l.p999),
+            confirm_latency_max_us: us(r.confirm_latency, |l| l.max),
+            bench_cpu_seconds: Number(r.bench_cpu_seconds),
+            bench_cpu_cores: cores(r.bench_cpu_seconds),
+            bench_cpu_ns_per_msg: Number(r.bench_cpu_ns_per_message()),
+            broker_cpu_cores: cores(r.broker_cpu_seconds),
+            broker_rss_start_bytes: memory(|m| m.start),
+            broker_rss_peak_bytes: memory(|m| m.peak),
+            broker_rss_end_bytes: memory(|m| m.end),
+            broker_vmhwm_bytes: memory(|m| m.lifetime_peak),
+            extra: Extra(&r.extra),
         }
-        o.finish()
+    }
+}
+
+/// A measured number: a whole number is written as an integer, any other with at most three
+/// decimals, and `None` (or a value JSON cannot carry: NaN, infinities) as `null`.
+struct Number(Option<f64>);
+
+impl Serialize for Number {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self
+            .0
+            .filter(|v| v.is_finite())
+            .map(|v| (v * 1e3).round() / 1e3)
+        {
+            Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => serializer.serialize_i64(v as i64),
+            Some(v) => serializer.serialize_f64(v),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+/// [`Report::extra`] as fields of the object.
+struct Extra<'a>(&'a [(&'static str, f64)]);
+
+impl Serialize for Extra<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            map.serialize_entry(name, &Number(Some(*value)))?;
+        }
+        map.end()
     }
 }
 
@@ -208,63 +275,6 @@ pub fn table(reports: &[Report]) -> String {
     out
 }
 
-/// A flat JSON object written field by field.
-#[derive(Default)]
-struct JsonObject {
-    text: String,
-}
-
-impl JsonObject {
-    fn key(&mut self, key: &str) {
-        self.text.push(if self.text.is_empty() { '{' } else { ',' });
-        push_string(&mut self.text, key);
-        self.text.push(':');
-    }
-
-    fn string(&mut self, key: &str, value: &str) {
-        self.key(key);
-        push_string(&mut self.text, value);
-    }
-
-    /// `null` for `None` and for values JSON cannot carry (NaN, infinities).
-    fn number(&mut self, key: &str, value: Option<f64>) {
-        self.key(key);
-        match value.filter(|v| v.is_finite()) {
-            Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => {
-                let _ = write!(self.text, "{}", v as i64);
-            }
-            Some(v) => {
-                let _ = write!(self.text, "{v:.3}");
-            }
-            None => self.text.push_str("null"),
-        }
-    }
-
-    fn finish(mut self) -> String {
-        if self.text.is_empty() {
-            self.text.push('{');
-        }
-        self.text.push('}');
-        self.text
-    }
-}
-
-fn push_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,7 +298,7 @@ mod tests {
         assert!(json.contains("\"consumed_per_s\":4,"), "{json}");
         assert!(json.contains("\"latency_p99_us\":null"), "{json}");
         assert!(json.contains("\"confirm_latency_p99_us\":null"), "{json}");
-        assert!(json.contains("\"bench_cpu_cores\":0.250"), "{json}");
+        assert!(json.contains("\"bench_cpu_cores\":0.25,"), "{json}");
         assert!(json.contains("\"bench_cpu_ns_per_msg\":62500000"), "{json}");
         assert!(json.ends_with("\"connections\":100}"), "{json}");
     }

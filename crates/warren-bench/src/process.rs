@@ -1,15 +1,12 @@
-//! What Linux's `/proc` says about a process: CPU time used and resident memory. The bench
-//! reads its own CPU time (to show it was not the bottleneck) and, given `--broker-pid`, the
-//! broker's CPU time and memory.
+//! What Linux's `/proc` says about a process, read through `procfs`: CPU time used and resident
+//! memory. The bench reads its own CPU time (to show it was not the bottleneck) and, given
+//! `--broker-pid`, the broker's CPU time and memory.
 //!
 //! Everything here returns `None` where `/proc` is missing or unreadable (another OS, a
 //! process that exited): a report then lacks a column rather than failing the run.
 
+use procfs::process::Process;
 use std::time::Duration;
-
-/// Linux reports CPU time in clock ticks of `USER_HZ`, which is 100 on every mainstream
-/// architecture (the kernel fixes it for user-space ABI stability).
-const TICKS_PER_SECOND: u64 = 100;
 
 /// Which process to read: this one, or another by pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,25 +16,20 @@ pub enum Pid {
 }
 
 impl Pid {
-    fn dir(self) -> String {
+    fn open(self) -> Option<Process> {
         match self {
-            Pid::Me => "/proc/self".to_owned(),
-            Pid::Other(pid) => format!("/proc/{pid}"),
+            Pid::Me => Process::myself().ok(),
+            Pid::Other(pid) => Process::new(i32::try_from(pid).ok()?).ok(),
         }
     }
 }
 
 /// User plus system CPU time of every thread of the process so far.
 pub fn cpu_time(pid: Pid) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("{}/stat", pid.dir())).ok()?;
-    // The command name (field 2) is parenthesised and may contain spaces: count fields from
-    // the last ')'. utime and stime are fields 14 and 15, i.e. the 12th and 13th after it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_name.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
+    let stat = pid.open()?.stat().ok()?;
+    let ticks = stat.utime + stat.stime;
     Some(Duration::from_millis(
-        (utime + stime) * 1000 / TICKS_PER_SECOND,
+        ticks * 1000 / procfs::ticks_per_second(),
     ))
 }
 
@@ -49,16 +41,11 @@ pub struct Memory {
 }
 
 pub fn memory(pid: Pid) -> Option<Memory> {
-    let status = std::fs::read_to_string(format!("{}/status", pid.dir())).ok()?;
+    let status = pid.open()?.status().ok()?;
     Some(Memory {
-        rss_bytes: status_kib(&status, "VmRSS:")? * 1024,
-        peak_rss_bytes: status_kib(&status, "VmHWM:")? * 1024,
+        rss_bytes: status.vmrss? * 1024,
+        peak_rss_bytes: status.vmhwm? * 1024,
     })
-}
-
-fn status_kib(status: &str, key: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -92,5 +79,6 @@ mod tests {
     fn missing_process_reads_as_none() {
         assert_eq!(cpu_time(Pid::Other(u32::MAX)), None);
         assert_eq!(memory(Pid::Other(u32::MAX)), None);
+        assert_eq!(cpu_time(Pid::Other(i32::MAX as u32)), None);
     }
 }

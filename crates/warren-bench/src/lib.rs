@@ -10,7 +10,11 @@
 //! Code map: `scenario` (the named scenarios), `load`, `backlog` and `connections` (how each
 //! kind runs), `driver` (the per-connection hot loop) with `publisher`, `consumer` and `scan`,
 //! `client` (handshake and synchronous calls), `monitor` (progress line, broker memory),
-//! `report` (JSON and table), `stats`, `histogram`, `process` (`/proc`), `url`.
+//! `report` (JSON and table), `stats`, `histogram` (on `hdrhistogram`), `process` (`/proc`,
+//! through `procfs`), `url` (on the `url` crate).
+//!
+//! The `warren` binary runs it as `warren bench` ([`BenchArgs`], [`run`]); its errors are
+//! `anyhow`'s because they are reports to the person at the terminal, never matched on.
 
 mod backlog;
 mod client;
