@@ -16,6 +16,7 @@ pub mod message;
 pub mod policy;
 pub mod queue;
 pub mod routing;
+pub mod vhost;
 
 pub use error::AmqpError;
 pub use message::Message;

@@ -14,7 +14,7 @@
 
 mod erlang_term;
 mod headers;
-mod pmap;
+pub(crate) mod pmap;
 mod targets;
 mod topic;
 
@@ -30,6 +30,7 @@ use topic::TopicTrie;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
 
 pub use headers::validate_binding_arguments;
+pub(crate) use topic::dedup_tail;
 
 /// The exchange types Warren implements (RabbitMQ's built-in four).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
