@@ -15,7 +15,6 @@ mod exchange_state;
 mod names;
 mod queue_task;
 pub mod resources;
-mod snapshot;
 mod vhost;
 
 pub use broker::{Broker, RunningBroker};
