@@ -18,6 +18,7 @@ pub mod publish;
 pub mod queue;
 pub mod routing;
 pub mod session;
+pub mod vhost;
 
 pub use error::AmqpError;
 pub use message::Message;

@@ -14,9 +14,10 @@ use warren_amqp::ShortStr;
 use warren_core::entity::{ExchangeMeta, QueueMeta};
 use warren_core::exchange_type::ExchangeType;
 use warren_core::AmqpError;
+use warren_core::vhost::{self, Destination};
 use warren_store::{
-    DefinitionChange, DefinitionStore, Definitions, ExchangeDef, ExchangeDirs, QueueDef, QueueLog,
-    QueueLogConfig, RecoveredMessage, StoreError,
+    BindingDef, DefinitionChange, DefinitionStore, Definitions, ExchangeDef, ExchangeDirs,
+    QueueDef, QueueLog, QueueLogConfig, RecoveredMessage, StoreError,
 };
 
 /// Runs a blocking store call without stalling the tokio worker's other tasks.
@@ -195,6 +196,62 @@ fn keeps_data(kind: &str) -> bool {
     )
 }
 
+/// The vhost model's definition changes in the store's form. `new_queue_log` is the message
+/// log of the queue a `PutQueue` declares (the model knows no logs).
+pub fn stored_changes(
+    vhost: &str,
+    changes: &[vhost::DefinitionChange],
+    new_queue_log: Option<u64>,
+) -> Vec<DefinitionChange> {
+    let named = |name: &ShortStr| (vhost.to_string(), name.to_string());
+    changes
+        .iter()
+        .filter_map(|c| {
+            Some(match c {
+                vhost::DefinitionChange::PutExchange(m) => {
+                    DefinitionChange::PutExchange(exchange_def(vhost, m))
+                }
+                vhost::DefinitionChange::DeleteExchange(name) => {
+                    let (vhost, name) = named(name);
+                    DefinitionChange::DeleteExchange { vhost, name }
+                }
+                vhost::DefinitionChange::PutQueue(m) => {
+                    let Some(log_id) = new_queue_log else {
+                        debug_assert!(false, "a durable queue is stored with its log");
+                        return None;
+                    };
+                    DefinitionChange::PutQueue(queue_def(vhost, m, log_id))
+                }
+                vhost::DefinitionChange::DeleteQueue(name) => {
+                    let (vhost, name) = named(name);
+                    DefinitionChange::DeleteQueue { vhost, name }
+                }
+                vhost::DefinitionChange::PutBinding(b) => {
+                    DefinitionChange::PutBinding(binding_def(vhost, b))
+                }
+                vhost::DefinitionChange::DeleteBinding(b) => {
+                    DefinitionChange::DeleteBinding(binding_def(vhost, b))
+                }
+            })
+        })
+        .collect()
+}
+
+fn binding_def(vhost: &str, b: &vhost::Binding) -> BindingDef {
+    let (kind, name) = match &b.destination {
+        Destination::Queue(name) => ("queue", name),
+        Destination::Exchange(name) => ("exchange", name),
+    };
+    BindingDef {
+        vhost: vhost.to_string(),
+        source: b.source.to_string(),
+        destination_kind: kind.to_string(),
+        destination: name.to_string(),
+        routing_key: b.routing_key.to_string(),
+        arguments: b.arguments.clone(),
+    }
+}
+
 pub fn exchange_def(vhost: &str, m: &ExchangeMeta) -> ExchangeDef {
     ExchangeDef {
         vhost: vhost.to_string(),
@@ -245,7 +302,7 @@ pub fn queue_meta(d: &QueueDef) -> Option<QueueMeta> {
     })
 }
 
-fn short(s: &str) -> Option<ShortStr> {
+pub fn short(s: &str) -> Option<ShortStr> {
     ShortStr::from_bytes(bytes::Bytes::copy_from_slice(s.as_bytes()))
 }
 

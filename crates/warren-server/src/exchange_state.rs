@@ -28,6 +28,7 @@
 use crate::durability::blocking;
 use crate::clock::wall_clock_ms;
 use crate::delay_store::{self, DelayRef, DelaySpawn};
+use crate::target::Target;
 use crate::vhost::VHost;
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -41,6 +42,7 @@ use warren_core::delayed::delay_of;
 use warren_core::entity::ExchangeMeta;
 use warren_core::exchange_type::{CachePersistence, ExchangeBehaviour};
 use warren_core::routing::ExchangeKind;
+use warren_core::vhost::Admission;
 use warren_core::{AmqpError, Message};
 use warren_store::{ExchangeDirs, QueueLog, StoredMessage};
 
@@ -51,18 +53,10 @@ pub const CACHE_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 const DELAYED_DIR: &str = "delayed";
 const DEDUP_CACHE_DIR: &str = "dedup-cache";
 
-/// What the publish path does with a message at an exchange.
-pub enum Admission {
-    /// Route it through the bindings.
-    Route,
-    /// Hand it to this delay store (a delayed message).
-    Delay(DelayRef),
-    /// Route it nowhere (a duplicate): as if no binding matched.
-    Drop,
-}
-
+/// What the runtime keeps for one exchange (the `state` of a `warren_core::vhost::Exchange`):
+/// nothing for most types (the default), a cache or a delay store for the plugin types.
+#[derive(Default)]
 pub struct ExchangeState {
-    pub behaviour: ExchangeBehaviour,
     dedup: Option<Arc<Mutex<Cache>>>,
     /// The delay store of a delayed exchange.
     pub delay: Option<DelayRef>,
@@ -78,26 +72,24 @@ struct Cache {
 }
 
 impl ExchangeState {
-    /// A built-in exchange type: nothing besides bindings.
-    pub fn plain(kind: ExchangeKind) -> Self {
-        ExchangeState {
-            behaviour: ExchangeBehaviour::plain(kind),
-            dedup: None,
-            delay: None,
-            dir: None,
-        }
-    }
-
-    /// For an exchange being declared: validates its arguments (406 naming the argument, as
-    /// the plugins answer) and sets up what its type keeps.
-    pub fn create(vhost: &Arc<VHost>, meta: &ExchangeMeta) -> Result<Self, AmqpError> {
-        let behaviour = ExchangeBehaviour::from_declaration(meta.kind, &meta.arguments)?;
+    /// For an exchange being declared, whose arguments the vhost model validated into
+    /// `behaviour`: sets up what its type keeps.
+    pub fn create(
+        vhost: &Arc<VHost>,
+        meta: &ExchangeMeta,
+        behaviour: ExchangeBehaviour,
+    ) -> Result<Self, AmqpError> {
         Self::build(vhost, meta, behaviour, false)
     }
 
-    /// For a durable exchange at start-up, with what it kept on disk. Its delay store waits
-    /// for [`ExchangeState::start`] (bindings must be restored before it routes).
-    pub fn restore(vhost: &Arc<VHost>, meta: &ExchangeMeta) -> Result<Self, AmqpError> {
+    /// For a durable exchange at start-up, with what it kept on disk; returns how it routes
+    /// too (a definition whose arguments no longer validate routes as a plain direct
+    /// exchange). Its delay store waits for [`ExchangeState::start`] (bindings must be
+    /// restored before it routes).
+    pub fn restore(
+        vhost: &Arc<VHost>,
+        meta: &ExchangeMeta,
+    ) -> Result<(ExchangeBehaviour, Self), AmqpError> {
         let behaviour = ExchangeBehaviour::from_declaration(meta.kind, &meta.arguments)
             .unwrap_or_else(|e| {
                 error!(
@@ -106,7 +98,7 @@ impl ExchangeState {
                 );
                 ExchangeBehaviour::plain(ExchangeKind::Direct)
             });
-        Self::build(vhost, meta, behaviour, true)
+        Ok((behaviour, Self::build(vhost, meta, behaviour, true)?))
     }
 
     fn build(
@@ -125,12 +117,11 @@ impl ExchangeState {
             _ => None,
         };
         let mut state = ExchangeState {
-            behaviour,
             dedup: None,
             delay: None,
             dir,
         };
-        if let Err(e) = state.open(vhost, meta, recovering) {
+        if let Err(e) = state.open(vhost, meta, behaviour, recovering) {
             // A new exchange leaves nothing behind; a recovered one keeps its data for the
             // next start.
             if !recovering {
@@ -145,9 +136,10 @@ impl ExchangeState {
         &mut self,
         vhost: &Arc<VHost>,
         meta: &ExchangeMeta,
+        behaviour: ExchangeBehaviour,
         recovering: bool,
     ) -> Result<(), AmqpError> {
-        if let Some(settings) = self.behaviour.dedup {
+        if let Some(settings) = behaviour.dedup {
             let mut cache = Cache {
                 cache: DedupCache::new(settings.size, settings.ttl_ms),
                 log: None,
@@ -176,7 +168,7 @@ impl ExchangeState {
             }
             self.dedup = Some(cache);
         }
-        if self.behaviour.delayed {
+        if behaviour.delayed {
             let (log, recovered) = match &self.dir {
                 Some(dir) => {
                     let (log, recovered) = open_log(vhost, dir.join(DELAYED_DIR))?;
@@ -244,10 +236,10 @@ impl ExchangeState {
     /// Decides what happens to `message` at this exchange, before its bindings are looked
     /// at: the delay comes first (a delayed deduplication exchange deduplicates when it
     /// routes, after the delay), then deduplication.
-    pub fn admit(&self, message: &Message) -> Admission {
+    pub fn admit(&self, message: &Message) -> Admission<Target> {
         if let Some(store) = &self.delay {
             if delay_of(message).is_some() {
-                return Admission::Delay(store.clone());
+                return Admission::Hold(Target::Delay(store.clone()));
             }
         }
         let Some(cache) = &self.dedup else {

@@ -18,7 +18,6 @@ mod listener;
 mod names;
 mod queue_task;
 pub mod resources;
-mod snapshot;
 mod target;
 mod vhost;
 

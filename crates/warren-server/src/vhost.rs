@@ -1,76 +1,61 @@
-//! A virtual host: its exchanges, queues and bindings, and routing through them.
+//! A virtual host at run time: the shell around `warren_core::vhost::VHostState`, which owns
+//! the exchanges, queues and bindings and every rule about them.
 //!
-//! Definition changes (declare, delete, bind) are serialized by one lock per vhost and are
-//! rare; the publish path reads immutable snapshots (see `snapshot`) and takes no lock.
-//! Policies, and how they reach queues and exchanges, are in `policies`.
+//! This module keeps what needs a runtime: the definitions lock that serializes changes, the
+//! published state the publish path reads without a lock, persistence through `durability`,
+//! queue tasks and exchange state (delay stores, deduplication caches). A change runs as:
+//! lock, clone the published state (O(1)), apply the change to the clone, persist the
+//! definition changes it returned, publish the clone. A failed persist drops the clone, so
+//! nothing changed. Policies, and how they reach queues and exchanges, are in `policies`.
 
 mod policies;
 
-use crate::durability::{self, Durability};
-use crate::exchange_state::{Admission, ExchangeState};
 use crate::delay_store::DelayRef;
+use crate::durability::{self, Durability};
+use crate::exchange_state::ExchangeState;
 use crate::queue_task::{self, LogSource, QueueEnv, QueueRef};
 use crate::target::{QueueEvents, QueueGone, Routes, RoutesRef, Target};
-use crate::snapshot::Snapshot;
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use warren_core::args::QueueArgs;
 use warren_amqp::{FieldTable, ShortStr};
+use warren_core::args::QueueArgs;
 use warren_core::entity::{ExchangeMeta, QueueMeta};
-use warren_core::exchange_type::ExchangeType;
 use warren_core::policy::PolicySet;
-use warren_core::routing::{ExchangeKind, Router};
+use warren_core::vhost::{
+    self as model, Applied, ExchangeDeclaration, NewExchange, NewQueue, QueueDeclaration,
+    VHostState,
+};
 use warren_core::{AmqpError, Message};
-use warren_store::{BindingDef, DefinitionChange, Definitions};
+use warren_store::Definitions;
 
-/// Exchange-to-exchange hops a message may take before routing stops (cycles are cut by
-/// remembering visited exchanges; this bounds pathological chains).
-const MAX_ROUTING_DEPTH: usize = 64;
+pub use warren_core::vhost::default_exchange_refusal;
 
 /// Where a binding leads.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Destination {
-    Queue(QueueRef),
-    Exchange(ShortStr),
-}
+pub type Destination = model::Destination<QueueRef>;
 
-pub struct Exchange {
-    pub meta: ExchangeMeta,
-    pub router: Snapshot<Router<Destination>>,
-    /// The `alternate-exchange` of the policy that applies, if any (the argument wins).
-    policy_alternate: ArcSwapOption<ShortStr>,
-    /// How its type routes, and what a delayed or deduplication exchange keeps.
-    pub state: ExchangeState,
-}
+/// An exchange with what the runtime keeps for it (`state`).
+pub type Exchange = model::Exchange<QueueRef, Arc<ExchangeState>>;
 
-impl Exchange {
-    fn new(meta: ExchangeMeta, state: ExchangeState) -> Exchange {
-        let router = Snapshot::new(Router::new(state.behaviour.routes_as));
-        Exchange {
-            meta,
-            router,
-            policy_alternate: ArcSwapOption::empty(),
-            state,
-        }
-    }
+type Model = VHostState<QueueRef, Arc<ExchangeState>>;
 
-    pub fn is_default(&self) -> bool {
-        self.meta.name.is_empty()
+impl model::QueueHandle for QueueRef {
+    fn name(&self) -> &ShortStr {
+        &self.meta.name
     }
 }
 
 pub struct VHost {
     pub name: String,
-    /// Serializes compound definition changes (e.g. delete a queue and its bindings).
+    /// Serializes definition changes (each may touch several exchanges and queues).
     changes: Mutex<()>,
     /// Bumped after every definition change: publishers cache routing results per
     /// (exchange, routing key) and drop them when this moves.
     generation: AtomicU64,
-    exchanges: Snapshot<HashMap<ShortStr, Arc<Exchange>>>,
-    queues: Snapshot<HashMap<ShortStr, QueueRef>>,
+    /// The exchanges, queues and bindings as of the last change; replaced whole, read
+    /// without a lock.
+    published: ArcSwap<Model>,
     next_queue_id: AtomicU64,
     /// Where durable definitions and messages go; `None` keeps everything in memory.
     durability: Option<Arc<Durability>>,
@@ -85,33 +70,12 @@ pub struct VHost {
 impl VHost {
     /// A vhost with RabbitMQ's predeclared exchanges.
     pub fn new(name: &str, durability: Option<Arc<Durability>>) -> Arc<VHost> {
-        let mut exchanges = HashMap::new();
-        for (n, kind) in [
-            ("", ExchangeKind::Direct),
-            ("amq.direct", ExchangeKind::Direct),
-            ("amq.fanout", ExchangeKind::Fanout),
-            ("amq.topic", ExchangeKind::Topic),
-            ("amq.headers", ExchangeKind::Headers),
-            ("amq.match", ExchangeKind::Headers),
-        ] {
-            let meta = ExchangeMeta {
-                name: ShortStr::from(n),
-                kind: ExchangeType::Builtin(kind),
-                durable: true,
-                auto_delete: false,
-                internal: false,
-                arguments: FieldTable::new(),
-            };
-            let state = ExchangeState::plain(kind);
-            exchanges.insert(meta.name.clone(), Arc::new(Exchange::new(meta, state)));
-        }
         let (events, mut gone) = tokio::sync::mpsc::unbounded_channel::<QueueGone>();
         let vhost = Arc::new_cyclic(|this| VHost {
             name: name.to_string(),
             changes: Mutex::new(()),
             generation: AtomicU64::new(0),
-            exchanges: Snapshot::new(exchanges),
-            queues: Snapshot::new(HashMap::new()),
+            published: ArcSwap::from_pointee(Model::new(name, durability.is_some())),
             next_queue_id: AtomicU64::new(1),
             durability,
             policies: Mutex::new(PolicySet::new()),
@@ -138,63 +102,55 @@ impl VHost {
     }
 
     /// Rebuilds this vhost's durable exchanges, queues (with their messages) and bindings
-    /// from the stores, at start-up.
+    /// from the stores, at start-up. Each kind is published as soon as it is back.
     pub fn restore(self: &Arc<Self>, defs: &Definitions) {
         if self.durability.is_none() {
             return;
         }
+        let _guard = self.change();
         self.restore_policies(defs);
+        let mut next = self.next();
         for d in defs.exchanges.iter().filter(|d| d.vhost == self.name) {
-            if let Some(meta) = durability::exchange_meta(d) {
-                let state = match ExchangeState::restore(self, &meta) {
-                    Ok(state) => state,
-                    Err(e) => {
-                        tracing::error!("exchange '{}' cannot be recovered: {}", d.name, e.text);
-                        continue;
-                    }
-                };
-                let ex = Arc::new(Exchange::new(meta, state));
-                self.exchanges
-                    .update(|m| m.insert(ex.meta.name.clone(), ex));
+            let Some(meta) = durability::exchange_meta(d) else {
+                continue;
+            };
+            match ExchangeState::restore(self, &meta) {
+                Ok((behaviour, state)) => {
+                    let new = NewExchange::restored(meta, behaviour);
+                    next.insert_exchange(new, Arc::new(state), &self.policies.lock());
+                }
+                Err(e) => tracing::error!("exchange '{}' cannot be recovered: {}", d.name, e.text),
             }
         }
+        self.publish(next.clone());
         for d in defs.queues.iter().filter(|d| d.vhost == self.name) {
             let Some(meta) = durability::queue_meta(d) else {
                 continue;
             };
-            let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
+            let id = self.next_queue_id();
+            let restored = NewQueue::restored(meta.clone());
             let args = self.effective_args(&meta);
-            let env = self.queue_env();
-            match queue_task::spawn(id, meta, &self.name, args, Some(LogSource::Recover(d.log_id)), env) {
-                Ok(queue) => {
-                    self.queues
-                        .update(|m| m.insert(queue.meta.name.clone(), queue));
-                }
+            let log = Some(LogSource::Recover(d.log_id));
+            match queue_task::spawn(id, meta, &self.name, args, log, self.queue_env()) {
+                Ok(queue) => next.insert_queue(restored, queue),
                 Err(e) => tracing::error!("queue '{}' cannot be recovered: {e}", d.name),
             }
         }
+        self.publish(next.clone());
         for b in defs.bindings.iter().filter(|b| b.vhost == self.name) {
-            let Some(ex) = self.exchange(&b.source) else {
-                continue;
-            };
             let dest = match b.destination_kind.as_str() {
-                "queue" => self.queue(&b.destination).map(Destination::Queue),
-                _ => self
-                    .exchange(&b.destination)
-                    .map(|e| Destination::Exchange(e.meta.name.clone())),
+                "queue" => next.queue(&b.destination).cloned().map(Destination::Queue),
+                _ => durability::short(&b.destination).map(Destination::Exchange),
             };
-            let (Some(dest), Some(key)) = (
-                dest,
-                ShortStr::from_bytes(bytes::Bytes::copy_from_slice(b.routing_key.as_bytes())),
-            ) else {
+            let (Some(dest), Some(key)) = (dest, durability::short(&b.routing_key)) else {
                 continue;
             };
-            ex.router.update(|r| r.bind(&key, &b.arguments, dest));
+            next.restore_binding(&b.source, dest, &key, &b.arguments);
         }
-        self.apply_exchange_policies();
+        self.publish(next);
         // Delayed messages whose time came while the broker was down go now that their
         // bindings are back.
-        for ex in self.exchanges.load().values() {
+        for ex in self.published.load().exchanges() {
             ex.state.start();
         }
     }
@@ -234,44 +190,46 @@ impl VHost {
         self.next_queue_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Makes definition changes durable, if this vhost keeps any.
-    fn persist(&self, changes: &[DefinitionChange]) -> Result<(), AmqpError> {
+    /// Makes the model's definition changes durable, if this vhost keeps any.
+    /// `new_queue_log`: the log of the queue a `PutQueue` among them declares.
+    fn persist(
+        &self,
+        changes: &[model::DefinitionChange],
+        new_queue_log: Option<u64>,
+    ) -> Result<(), AmqpError> {
         match &self.durability {
-            Some(d) if !changes.is_empty() => d.apply(changes),
+            Some(d) if !changes.is_empty() => d.apply(&durability::stored_changes(
+                &self.name,
+                changes,
+                new_queue_log,
+            )),
             _ => Ok(()),
         }
     }
 
-    /// A binding survives restarts when both its ends do (as in RabbitMQ).
-    fn durable_binding(
-        &self,
-        source: &Exchange,
-        dest: &Destination,
-        routing_key: &ShortStr,
-        arguments: &FieldTable,
-    ) -> Option<BindingDef> {
-        let (kind, name) = match dest {
-            Destination::Queue(q) if q.log_id.is_some() => ("queue", q.name().to_string()),
-            Destination::Exchange(n)
-                if self
-                    .exchanges
-                    .read(|m| m.get(n).is_some_and(|e| e.meta.durable)) =>
-            {
-                ("exchange", n.to_string())
-            }
-            _ => return None,
-        };
-        if !source.meta.durable || self.durability.is_none() {
-            return None;
+    /// A copy of the published state to change (under the definitions lock).
+    fn next(&self) -> Model {
+        (**self.published.load()).clone()
+    }
+
+    fn publish(&self, next: Model) {
+        self.published.store(Arc::new(next));
+    }
+
+    /// Persists what a change did, then publishes the changed state and releases what removed
+    /// exchanges kept. On a failed persist nothing is published: the change did not happen.
+    fn commit(&self, next: Model, applied: Applied<QueueRef, Arc<ExchangeState>>) -> Result<(), AmqpError> {
+        self.persist(&applied.changes, None)?;
+        self.install(next, applied.removed_exchanges);
+        Ok(())
+    }
+
+    /// Publishes a changed state, then stops and removes what its removed exchanges kept.
+    fn install(&self, next: Model, removed_exchanges: Vec<Arc<Exchange>>) {
+        self.publish(next);
+        for ex in removed_exchanges {
+            ex.state.destroy();
         }
-        Some(BindingDef {
-            vhost: self.name.clone(),
-            source: source.meta.name.to_string(),
-            destination_kind: kind.to_string(),
-            destination: name,
-            routing_key: routing_key.to_string(),
-            arguments: arguments.clone(),
-        })
     }
 
     /// Takes the definitions lock; the generation moves when the change is done.
@@ -288,25 +246,29 @@ impl VHost {
     }
 
     pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
-        self.exchanges.load().get(name).cloned()
+        self.published.load().exchange(name).cloned()
     }
 
     pub fn queue(&self, name: &str) -> Option<QueueRef> {
-        self.queues.load().get(name).cloned()
+        self.published.load().queue(name).cloned()
     }
 
     /// Every queue of this vhost, at this moment.
     pub fn all_queues(&self) -> Vec<QueueRef> {
-        self.queues.load().values().cloned().collect()
+        self.published
+            .load()
+            .queues()
+            .map(|q| q.handle.clone())
+            .collect()
     }
 
     /// At shutdown: makes persistent deduplication caches durable and returns the delay
     /// stores of delayed exchanges, to be stopped like queues.
     pub fn stop_exchanges(&self) -> Vec<DelayRef> {
-        let exchanges = self.exchanges.load();
-        exchanges.values().for_each(|e| e.state.sync());
-        exchanges
-            .values()
+        let published = self.published.load();
+        published.exchanges().for_each(|e| e.state.sync());
+        published
+            .exchanges()
             .filter_map(|e| e.state.delay.clone())
             .collect()
     }
@@ -326,77 +288,27 @@ impl VHost {
         meta: ExchangeMeta,
     ) -> Result<Arc<Exchange>, AmqpError> {
         let _guard = self.change();
-        if let Some(existing) = self.exchanges.read(|m| m.get(&meta.name).cloned()) {
-            existing.meta.check_equivalent(&meta, &self.name)?;
-            return Ok(existing);
+        let new = match self.published.load().check_exchange_declaration(&meta)? {
+            ExchangeDeclaration::Existing(existing) => return Ok(existing),
+            ExchangeDeclaration::New(new) => new,
+        };
+        let state = ExchangeState::create(self, new.meta(), new.behaviour())?;
+        if let Err(e) = self.persist(&new.changes(), None) {
+            state.destroy();
+            return Err(e);
         }
-        // Arguments are validated when an exchange is created, as queues' are.
-        let state = ExchangeState::create(self, &meta)?;
-        if meta.durable {
-            if let Err(e) = self.persist(&[DefinitionChange::PutExchange(
-                durability::exchange_def(&self.name, &meta),
-            )]) {
-                state.destroy();
-                return Err(e);
-            }
-        }
-        let ex = Arc::new(Exchange::new(meta, state));
-        self.apply_exchange_policy(&ex);
-        self.exchanges
-            .update(|m| m.insert(ex.meta.name.clone(), ex.clone()));
+        let mut next = self.next();
+        let ex = next.insert_exchange(new, Arc::new(state), &self.policies.lock());
+        self.publish(next);
         Ok(ex)
     }
 
     /// `exchange.delete`.
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
         let _guard = self.change();
-        let Some(ex) = self.exchanges.read(|m| m.get(name).cloned()) else {
-            return Err(self.no_exchange(name));
-        };
-        if if_unused && !ex.router.read(|r| r.is_empty()) {
-            return Err(AmqpError::precondition(format!(
-                "exchange '{}' in vhost '{}' in use",
-                name, self.name
-            )));
-        }
-        self.remove_exchange_locked(&ex)
-    }
-
-    /// Removes an exchange with its bindings, both as source and as destination.
-    fn remove_exchange_locked(&self, ex: &Arc<Exchange>) -> Result<(), AmqpError> {
-        if ex.meta.durable {
-            // The store drops the bindings that name it.
-            self.persist(&[DefinitionChange::DeleteExchange {
-                vhost: self.name.clone(),
-                name: ex.meta.name.to_string(),
-            }])?;
-        }
-        self.exchanges.update(|m| m.remove(&ex.meta.name));
-        ex.state.destroy();
-        self.remove_destination_locked(&Destination::Exchange(ex.meta.name.clone()));
-        Ok(())
-    }
-
-    /// Removes every binding to `dest`, then any auto-delete exchange left without bindings.
-    fn remove_destination_locked(&self, dest: &Destination) {
-        let all: Vec<Arc<Exchange>> = self.exchanges.read(|m| m.values().cloned().collect());
-        for ex in all {
-            if ex.router.read(|r| r.has_destination(dest)) {
-                let now_empty = ex.router.update(|r| {
-                    r.remove_destination(dest);
-                    r.is_empty()
-                });
-                if now_empty && ex.meta.auto_delete {
-                    if let Err(e) = self.remove_exchange_locked(&ex) {
-                        tracing::error!(
-                            "auto-delete of exchange '{}' not stored: {}",
-                            ex.meta.name,
-                            e.text
-                        );
-                    }
-                }
-            }
-        }
+        let mut next = self.next();
+        let applied = next.delete_exchange(name, if_unused)?;
+        self.commit(next, applied)
     }
 
     /// `queue.declare`. `connection` is the declaring connection (for exclusivity).
@@ -408,85 +320,57 @@ impl VHost {
         connection: u64,
     ) -> Result<(QueueRef, bool), AmqpError> {
         let _guard = self.change();
-        if let Some(gone) = self
-            .queues
-            .read(|m| m.get(&meta.name).filter(|q| q.is_gone()).cloned())
-        {
+        if let Some(gone) = self.queue(&meta.name).filter(|q| q.is_gone()) {
             // Its task ended and its vhost has not heard yet: it no longer exists.
             self.forget_queue_locked(&gone);
         }
-        if let Some(existing) = self.queues.read(|m| m.get(&meta.name).cloned()) {
-            check_exclusive_access(&existing, connection)?;
-            if !passive {
-                existing.meta.check_equivalent(&meta, &self.name)?;
-                if existing.meta.exclusive_owner.is_some() != meta.exclusive_owner.is_some() {
-                    return Err(locked(&existing));
-                }
-            }
-            return Ok((existing, false));
-        }
-        if passive {
-            return Err(self.no_queue(&meta.name));
-        }
-        // Arguments are validated when a queue is created; a redeclaration only compares them.
-        warren_core::args::QueueArgs::from_declaration(&meta, &self.name)?;
+        let checked = self
+            .published
+            .load()
+            .check_queue_declaration(&meta, passive, connection)?;
+        let new = match checked {
+            QueueDeclaration::Existing(existing) => return Ok((existing, false)),
+            QueueDeclaration::New(new) => new,
+        };
         let log = match &self.durability {
-            Some(d) if meta.durable && meta.exclusive_owner.is_none() => {
+            Some(d) if new.is_durable() => {
                 let (log_id, log) = d.create_queue_log()?;
-                self.persist(&[DefinitionChange::PutQueue(durability::queue_def(
-                    &self.name, &meta, log_id,
-                ))])?;
+                self.persist(&new.changes(), Some(log_id))?;
                 Some(LogSource::New(log_id, log))
             }
-            // Exclusive queues die with their connection, so never outlive a restart.
             _ => None,
         };
-        let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_queue_id();
         let args = self.effective_args(&meta);
         let queue = queue_task::spawn(id, meta, &self.name, args, log, self.queue_env())
             .expect("a new queue's log needs no recovery");
-        self.queues
-            .update(|m| m.insert(queue.meta.name.clone(), queue.clone()));
+        let mut next = self.next();
+        next.insert_queue(new, queue.clone());
+        self.publish(next);
         Ok((queue, true))
     }
 
     /// Looks a queue up for an operation by `connection`, checking exclusive ownership.
     pub fn queue_for(&self, name: &str, connection: u64) -> Result<QueueRef, AmqpError> {
-        let q = self.queue(name).ok_or_else(|| self.no_queue(name))?;
-        check_exclusive_access(&q, connection)?;
-        Ok(q)
+        self.published.load().queue_for(name, connection).cloned()
     }
 
-    /// Removes a queue that is gone (its task ended by deletion), with its bindings and its
-    /// stored definition. Idempotent: the queue's deleter and its vhost's event both call it.
+    /// Removes a queue whose task ended by deletion: it goes with its bindings (and
+    /// auto-delete exchanges left without any). Its deleter and the queue's gone event both
+    /// call this; the second finds nothing to do. The task is gone, so a failed persist is
+    /// logged and the queue forgotten anyway.
     pub fn forget_queue(&self, queue: &QueueRef) {
         let _guard = self.change();
         self.forget_queue_locked(queue);
     }
 
     fn forget_queue_locked(&self, queue: &QueueRef) {
-        if !self.queues.read(|m| m.get(queue.name()).is_some_and(|q| q == queue)) {
-            return;
+        let mut next = self.next();
+        let applied = next.forget_queue(queue);
+        if let Err(e) = self.persist(&applied.changes, None) {
+            tracing::error!("deletion of queue '{}' not stored: {}", queue.name(), e.text);
         }
-        if queue.log_id.is_some() {
-            let change = DefinitionChange::DeleteQueue {
-                vhost: self.name.clone(),
-                name: queue.name().to_string(),
-            };
-            if let Err(e) = self.persist(&[change]) {
-                tracing::error!(
-                    "deletion of queue '{}' not stored: {}",
-                    queue.name(),
-                    e.text
-                );
-            }
-        }
-        self.queues.update(|m| {
-            if m.get(queue.name()).is_some_and(|q| q == queue) {
-                m.remove(queue.name());
-            }
-        });
-        self.remove_destination_locked(&Destination::Queue(queue.clone()));
+        self.install(next, applied.removed_exchanges);
     }
 
     /// `queue.bind` / `exchange.bind`.
@@ -498,29 +382,13 @@ impl VHost {
         arguments: &FieldTable,
     ) -> Result<(), AmqpError> {
         let _guard = self.change();
-        let ex = self.source_exchange(source)?;
-        warren_core::routing::validate_binding_arguments(ex.state.behaviour.routes_as, arguments)
-            .map_err(AmqpError::precondition)?;
-        if let Destination::Exchange(name) = &dest {
-            if !self.exchanges.read(|m| m.contains_key(name)) {
-                return Err(self.no_exchange(name));
-            }
-        }
-        let def = self.durable_binding(&ex, &dest, routing_key, arguments);
-        let added = ex
-            .router
-            .update(|r| r.bind(routing_key, arguments, dest.clone()));
-        if let (true, Some(def)) = (added, def) {
-            if let Err(e) = self.persist(&[DefinitionChange::PutBinding(def)]) {
-                ex.router
-                    .update(|r| r.unbind(routing_key, arguments, &dest));
-                return Err(e);
-            }
-        }
-        Ok(())
+        let mut next = self.next();
+        let applied = next.bind(source, dest, routing_key, arguments)?;
+        self.commit(next, applied)
     }
 
-    /// `queue.unbind` / `exchange.unbind`. Unbinding what is not bound succeeds, as in RabbitMQ.
+    /// `queue.unbind` / `exchange.unbind`. Unbinding what is not bound (or whose source or
+    /// destination is gone) succeeds, as in RabbitMQ.
     pub fn unbind(
         &self,
         source: &str,
@@ -529,125 +397,40 @@ impl VHost {
         arguments: &FieldTable,
     ) -> Result<(), AmqpError> {
         let _guard = self.change();
-        let ex = self.source_exchange(source)?;
-        let def = self.durable_binding(&ex, dest, routing_key, arguments);
-        let (removed, now_empty) = ex
-            .router
-            .update(|r| (r.unbind(routing_key, arguments, dest), r.is_empty()));
-        if let (true, Some(def)) = (removed, def) {
-            if let Err(e) = self.persist(&[DefinitionChange::DeleteBinding(def)]) {
-                ex.router
-                    .update(|r| r.bind(routing_key, arguments, dest.clone()));
-                return Err(e);
-            }
-        }
-        let now_empty = removed && now_empty;
-        if now_empty && ex.meta.auto_delete {
-            self.remove_exchange_locked(&ex)?;
-        }
-        Ok(())
-    }
-
-    fn source_exchange(&self, name: &str) -> Result<Arc<Exchange>, AmqpError> {
-        if name.is_empty() {
-            return Err(default_exchange_refusal());
-        }
-        self.exchanges
-            .read(|m| m.get(name).cloned())
-            .ok_or_else(|| self.no_exchange(name))
+        let mut next = self.next();
+        let applied = next.unbind(source, dest, routing_key, arguments)?;
+        self.commit(next, applied)
     }
 
     /// Routes a message from `ex`, following exchange-to-exchange bindings and alternate
     /// exchanges; appends each destination queue once to `out`. Returns whether the result
     /// depends only on (exchange, routing key) and so may be reused for the next message
     /// with the same pair while [`VHost::generation`] stays the same: it may not when a
-    /// headers exchange took part.
+    /// headers, delayed or deduplication exchange took part.
     pub fn route(&self, ex: &Exchange, message: &Message, out: &mut Vec<Target>) -> bool {
-        let start = out.len();
-        let mut visited: Vec<ShortStr> = Vec::new();
-        let mut by_key_only = true;
-        self.route_from(ex, message, out, &mut visited, 0, &mut by_key_only);
-        if out.len() - start > 1 {
-            out[start..].sort_unstable();
-            let mut deduped = out.split_off(start);
-            deduped.dedup();
-            out.extend(deduped);
-        }
-        by_key_only
-    }
-
-    fn route_from(
-        &self,
-        ex: &Exchange,
-        message: &Message,
-        out: &mut Vec<Target>,
-        visited: &mut Vec<ShortStr>,
-        depth: usize,
-        by_key_only: &mut bool,
-    ) {
-        let before = out.len();
-        *by_key_only &= ex.state.behaviour.routes_by_key_only();
-        if ex.is_default() {
-            if let Some(q) = self.queue(&message.routing_key) {
-                out.push(Target::Queue(q));
-            }
-            return;
-        }
-        let router = ex.router.load();
-        let mut dests = Vec::new();
-        match ex.state.admit(message) {
-            Admission::Route => router.route(
-                &message.routing_key,
-                message.properties.headers.as_ref(),
-                &mut dests,
-            ),
-            // Held by the exchange: routed when its delay is over.
-            Admission::Delay(store) => {
-                out.push(Target::Delay(store));
-                return;
-            }
-            // A duplicate matches no binding (its alternate exchange may take it).
-            Admission::Drop => {}
-        }
-        let mut routed_any =
-            !dests.is_empty() && dests.iter().any(|d| matches!(d, Destination::Queue(_)));
-        for d in dests {
-            match d {
-                Destination::Queue(q) => out.push(Target::Queue(q)),
-                Destination::Exchange(name) => {
-                    if depth < MAX_ROUTING_DEPTH && !visited.contains(&name) && name != ex.meta.name
-                    {
-                        visited.push(name.clone());
-                        if let Some(next) = self.exchange(&name) {
-                            self.route_from(&next, message, out, visited, depth + 1, by_key_only);
-                        }
-                    }
-                }
-            }
-        }
-        routed_any |= out.len() > before;
-        if !routed_any {
-            let policy_ae = ex.policy_alternate.load();
-            let policy_ae = policy_ae.as_deref().map(ShortStr::as_str);
-            if let Some(ae) = ex.meta.alternate_exchange().or(policy_ae) {
-                if depth < MAX_ROUTING_DEPTH
-                    && !visited.iter().any(|v| v.as_str() == ae)
-                    && ae != ex.meta.name.as_str()
-                {
-                    visited.push(ShortStr::from(ae));
-                    if let Some(next) = self.exchange(ae) {
-                        self.route_from(&next, message, out, visited, depth + 1, by_key_only);
-                    }
-                }
-            }
-        }
+        self.published
+            .load()
+            .route(ex, message, |ex, m| ex.state.admit(m), out)
     }
 }
 
 impl Routes for VHost {
-    fn route(&self, exchange: &str, message: &Message, out: &mut Vec<Target>) -> Result<bool, AmqpError> {
-        let ex = self.exchange(exchange).ok_or_else(|| self.no_exchange(exchange))?;
+    fn route(
+        &self,
+        exchange: &str,
+        message: &Message,
+        out: &mut Vec<Target>,
+    ) -> Result<bool, AmqpError> {
+        let ex = self
+            .exchange(exchange)
+            .ok_or_else(|| self.no_exchange(exchange))?;
         Ok(VHost::route(self, &ex, message, out))
+    }
+}
+
+impl From<QueueRef> for Target {
+    fn from(q: QueueRef) -> Target {
+        Target::Queue(q)
     }
 }
 
@@ -661,22 +444,4 @@ impl Drop for ChangeGuard<'_> {
     fn drop(&mut self) {
         self.generation.fetch_add(1, Ordering::Release);
     }
-}
-
-fn check_exclusive_access(q: &QueueRef, connection: u64) -> Result<(), AmqpError> {
-    match q.meta.exclusive_owner {
-        Some(owner) if owner != connection => Err(locked(q)),
-        _ => Ok(()),
-    }
-}
-
-fn locked(q: &QueueRef) -> AmqpError {
-    AmqpError::resource_locked(format!(
-        "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
-        q.describe()
-    ))
-}
-
-pub fn default_exchange_refusal() -> AmqpError {
-    AmqpError::access_refused("operation not permitted on the default exchange")
 }

@@ -14,7 +14,7 @@
 
 mod erlang_term;
 mod headers;
-mod pmap;
+pub(crate) mod pmap;
 mod targets;
 mod topic;
 
@@ -30,6 +30,7 @@ use topic::TopicTrie;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
 
 pub use headers::validate_binding_arguments;
+pub(crate) use topic::dedup_tail;
 
 /// The exchange types Warren implements (RabbitMQ's built-in four).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,11 +219,18 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
     ///
     /// Allocates nothing beyond growing `out`; destinations already in `out` before the call
     /// are left alone and not considered for de-duplication.
-    pub fn route(&self, routing_key: &str, headers: Option<&FieldTable>, out: &mut Vec<D>) {
+    /// Appends each destination `routing_key` and `headers` reach, once, in the caller's
+    /// destination type (`T` = `D`, or something a `D` converts into).
+    pub fn route<T: From<D> + Ord>(
+        &self,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<T>,
+    ) {
         match &self.index {
             Index::Direct(by_key) => {
                 if let Some(targets) = by_key.get(routing_key) {
-                    targets.for_each(|dest| out.push(dest.clone()));
+                    targets.for_each(|dest| out.push(dest.clone().into()));
                 }
             }
             Index::Topic(trie) => trie.route(routing_key, out),
@@ -235,11 +243,11 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
                             .any(|b| b.pattern.as_ref().is_some_and(|p| p.matches(headers)))
                     });
                     if matched {
-                        out.push(dest.clone());
+                        out.push(dest.clone().into());
                     }
                 });
             }
-            Index::None => self.by_dest.for_each(|dest, _| out.push(dest.clone())),
+            Index::None => self.by_dest.for_each(|dest, _| out.push(dest.clone().into())),
         }
     }
 

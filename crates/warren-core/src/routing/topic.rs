@@ -20,14 +20,18 @@ use warren_amqp::ShortStr;
 type NodeId = u32;
 const ROOT: NodeId = 0;
 
-/// Nodes per shared chunk of the arena: cloning the trie copies one pointer per chunk, and
-/// changing a node after a clone copies its chunk.
+/// Nodes per shared chunk of the arena, and chunks per shared group: cloning the trie copies
+/// one pointer per group (a 100,000-binding trie has a few dozen), and changing a node after
+/// a clone copies its group's chunk pointers and its chunk.
 const CHUNK_NODES: usize = 64;
+const GROUP_CHUNKS: usize = 64;
+
+type Chunk<D> = [Node<D>; CHUNK_NODES];
 
 #[derive(Clone)]
 pub(crate) struct TopicTrie<D> {
-    /// The node arena, in copy-on-write chunks; a node's id is its index.
-    chunks: Vec<Arc<[Node<D>; CHUNK_NODES]>>,
+    /// The node arena: copy-on-write groups of copy-on-write chunks; a node's id is its index.
+    groups: Vec<Arc<Vec<Arc<Chunk<D>>>>>,
     /// Ids handed out so far (pruned ones included).
     allocated: usize,
     /// Ids of pruned nodes, reused before the arena grows.
@@ -112,20 +116,27 @@ const SCRATCH_KEEP_CAPACITY: usize = 4096;
 impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
     pub(crate) fn new() -> TopicTrie<D> {
         TopicTrie {
-            chunks: vec![new_chunk()],
+            groups: vec![Arc::new(vec![new_chunk()])],
             allocated: 1,
             free: Vec::new(),
         }
     }
 
     fn node(&self, id: NodeId) -> &Node<D> {
-        let id = id as usize;
-        &self.chunks[id / CHUNK_NODES][id % CHUNK_NODES]
+        let (id, chunk) = (id as usize, id as usize / CHUNK_NODES);
+        &self.groups[chunk / GROUP_CHUNKS][chunk % GROUP_CHUNKS][id % CHUNK_NODES]
     }
 
     fn node_mut(&mut self, id: NodeId) -> &mut Node<D> {
-        let id = id as usize;
-        &mut Arc::make_mut(&mut self.chunks[id / CHUNK_NODES])[id % CHUNK_NODES]
+        let (id, chunk) = (id as usize, id as usize / CHUNK_NODES);
+        let group = Arc::make_mut(&mut self.groups[chunk / GROUP_CHUNKS]);
+        &mut Arc::make_mut(&mut group[chunk % GROUP_CHUNKS])[id % CHUNK_NODES]
+    }
+
+    /// Nodes the arena holds, used or not.
+    fn capacity(&self) -> usize {
+        let chunks = (self.groups.len() - 1) * GROUP_CHUNKS + self.groups.last().map_or(0, |g| g.len());
+        chunks * CHUNK_NODES
     }
 
     pub(crate) fn insert(&mut self, pattern: &str, dest: D) {
@@ -200,8 +211,12 @@ impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
             }
             None => {
                 let id = NodeId::try_from(self.allocated).expect("topic trie over 2^32 nodes");
-                if self.allocated == self.chunks.len() * CHUNK_NODES {
-                    self.chunks.push(new_chunk());
+                if self.allocated == self.capacity() {
+                    if self.groups.last().is_some_and(|g| g.len() == GROUP_CHUNKS) {
+                        self.groups.push(Arc::new(Vec::with_capacity(GROUP_CHUNKS)));
+                    }
+                    let last = self.groups.last_mut().expect("the root's group");
+                    Arc::make_mut(last).push(new_chunk());
                 }
                 self.allocated += 1;
                 self.node_mut(id).is_hash = is_hash;
@@ -211,7 +226,7 @@ impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
     }
 
     /// Appends each destination whose pattern matches `routing_key`, once.
-    pub(crate) fn route(&self, routing_key: &str, out: &mut Vec<D>) {
+    pub(crate) fn route<T: From<D> + Ord>(&self, routing_key: &str, out: &mut Vec<T>) {
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut sets) => {
                 let (live, next) = &mut *sets;
@@ -228,12 +243,12 @@ impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
         })
     }
 
-    fn route_with(
+    fn route_with<T: From<D> + Ord>(
         &self,
         routing_key: &str,
         live: &mut Vec<NodeId>,
         next: &mut Vec<NodeId>,
-        out: &mut Vec<D>,
+        out: &mut Vec<T>,
     ) {
         live.clear();
         live.push(ROOT);
@@ -268,7 +283,7 @@ impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
             let targets = &self.node(id).targets;
             if !targets.is_empty() {
                 emitting_nodes += 1;
-                targets.for_each(|dest| out.push(dest.clone()));
+                targets.for_each(|dest| out.push(dest.clone().into()));
             }
         }
         // Each node's destinations are unique; only several nodes can repeat one.
@@ -296,12 +311,12 @@ impl<D: Clone + Eq + Hash + Ord> TopicTrie<D> {
 }
 
 /// A chunk of unused nodes (an empty node owns no allocation).
-fn new_chunk<D>() -> Arc<[Node<D>; CHUNK_NODES]> {
+fn new_chunk<D>() -> Arc<Chunk<D>> {
     Arc::new(std::array::from_fn(|_| Node::new(false)))
 }
 
 /// Sorts `out[start..]` and removes repeats in place, leaving `out[..start]` untouched.
-fn dedup_tail<D: Ord>(out: &mut Vec<D>, start: usize) {
+pub(crate) fn dedup_tail<D: Ord>(out: &mut Vec<D>, start: usize) {
     out[start..].sort_unstable();
     let mut write = start;
     for read in start..out.len() {

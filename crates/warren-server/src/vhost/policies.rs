@@ -6,10 +6,10 @@
 //! being declared sees either the old policies or the new ones, never half of a change.
 //! Running queues get their new effective settings as a `SetArgs` command (see
 //! `queue_task::policy`); exchanges hold the policy's `alternate-exchange` next to their
-//! own arguments. Redeclarations keep comparing arguments only, as RabbitMQ does.
+//! own arguments (in the vhost model). Redeclarations keep comparing arguments only, as
+//! RabbitMQ does.
 
-use super::{Exchange, VHost};
-use crate::queue_task::QueueRef;
+use super::VHost;
 use serde_json::Value;
 use std::sync::Arc;
 use warren_core::args::QueueArgs;
@@ -32,7 +32,7 @@ impl VHost {
     /// for every queue and exchange it concerns. Returns true if it is new.
     pub fn set_policy(&self, policy: Policy) -> Result<bool, AmqpError> {
         let _guard = self.change();
-        self.persist(&[DefinitionChange::PutPolicy(policy_def(&self.name, &policy))])?;
+        self.store_policy_change(DefinitionChange::PutPolicy(policy_def(&self.name, &policy)))?;
         let created = self.policies.lock().put(policy).is_none();
         self.apply_policies_locked();
         Ok(created)
@@ -45,10 +45,10 @@ impl VHost {
         if self.policies.lock().get(name).is_none() {
             return Ok(false);
         }
-        self.persist(&[DefinitionChange::DeletePolicy {
+        self.store_policy_change(DefinitionChange::DeletePolicy {
             vhost: self.name.clone(),
             name: name.to_string(),
-        }])?;
+        })?;
         self.policies.lock().remove(name);
         self.apply_policies_locked();
         Ok(true)
@@ -83,19 +83,11 @@ impl VHost {
         }
     }
 
-    /// Gives an exchange the `alternate-exchange` of the policy that applies to it.
-    pub(super) fn apply_exchange_policy(&self, ex: &Exchange) {
-        let policies = self.policies.lock();
-        let ae = policies
-            .for_exchange(&ex.meta.name)
-            .and_then(|p| p.alternate_exchange().cloned());
-        ex.policy_alternate.store(ae.map(Arc::new));
-    }
-
-    pub(super) fn apply_exchange_policies(&self) {
-        let all: Vec<Arc<Exchange>> = self.exchanges.read(|m| m.values().cloned().collect());
-        for ex in all {
-            self.apply_exchange_policy(&ex);
+    /// Makes a policy change durable, if this vhost keeps durable state.
+    fn store_policy_change(&self, change: DefinitionChange) -> Result<(), AmqpError> {
+        match &self.durability {
+            Some(d) => d.apply(&[change]),
+            None => Ok(()),
         }
     }
 
@@ -103,9 +95,10 @@ impl VHost {
     /// walks the vhost's queues and exchanges the same way). Queues whose settings did not
     /// change ignore the command.
     fn apply_policies_locked(&self) {
-        self.apply_exchange_policies();
-        let queues: Vec<QueueRef> = self.queues.read(|m| m.values().cloned().collect());
-        for q in queues {
+        let mut next = self.next();
+        next.apply_policies(&self.policies.lock());
+        self.publish(next);
+        for q in self.all_queues() {
             // Arguments were validated when the queue was created; a recovered queue whose
             // arguments no longer pass runs as a plain queue (see `queue_task::spawn`).
             let declared = QueueArgs::from_declaration(&q.meta, &self.name).unwrap_or_default();
