@@ -270,6 +270,7 @@ impl Connection {
     async fn on_connection_method(&mut self, method: Method) -> Option<End> {
         match method {
             Method::ConnectionClose(_) => {
+                self.release_channels().await;
                 encode_method(0, &Method::ConnectionCloseOk, &mut self.wbuf);
                 let _ = self.flush().await;
                 // The client closes the socket once it has read close-ok; closing it under the
@@ -448,9 +449,10 @@ impl Connection {
         encode_method(ch, &Method::ChannelClose(close), &mut self.wbuf);
     }
 
-    /// Sends `connection.close` and waits (bounded) for close-ok.
+    /// Releases the channels, sends `connection.close` and waits (bounded) for close-ok.
     async fn close_connection(&mut self, error: AmqpError, class_id: u16, method_id: u16) -> End {
         info!(connection = self.id, "closing connection: {}", error.text);
+        self.release_channels().await;
         let close = ConnectionClose {
             reply_code: error.code.code(),
             reply_text: ShortStr::truncating(&error.text),
@@ -677,13 +679,20 @@ impl Connection {
         }
     }
 
-    /// Connection end: release every channel, delete exclusive queues.
-    async fn cleanup(&mut self) {
+    /// Releases and removes every channel. RabbitMQ does this before it sends close-ok to a
+    /// closing client, and before its own `connection.close`: whoever reads either frame
+    /// finds the connection's unacked messages back in their queues and its consumers gone.
+    async fn release_channels(&mut self) {
         let chans: Vec<u16> = self.channels.keys().copied().collect();
         for ch in chans {
             self.release_channel(ch).await;
             self.forget_channel(ch);
         }
+    }
+
+    /// Connection end: release every channel, delete exclusive queues.
+    async fn cleanup(&mut self) {
+        self.release_channels().await;
         for q in std::mem::take(&mut self.exclusive_queues) {
             let _ = q.delete(false, false).await;
             self.vhost.forget_queue(&q);
