@@ -308,6 +308,14 @@ impl QueueHandle {
         self.ask(Command::SessionClosed(session)).await;
     }
 
+    /// Starts a queue recovered at start-up, once its vhost's bindings are back: `x-expires`
+    /// counts from now, and messages whose TTL ran out while the broker was down leave (a
+    /// queue declared at run time starts by itself).
+    pub(crate) fn start(&self) {
+        let cmd = Command::Declared;
+        let _ = self.control.send(QueueCmd::Apply { cmd, reply: None });
+    }
+
     /// Stops the task at shutdown (the queue stays on disk).
     pub async fn stop(&self) {
         let (tx, rx) = oneshot::channel();

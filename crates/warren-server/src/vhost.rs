@@ -149,7 +149,11 @@ impl VHost {
         }
         self.publish(next);
         // Delayed messages whose time came while the broker was down go now that their
-        // bindings are back.
+        // bindings are back, and so do recovered messages whose TTL ran out meanwhile (to
+        // their dead-letter exchanges).
+        for q in self.all_queues() {
+            q.start();
+        }
         for ex in self.published.load().exchanges() {
             ex.state.start();
         }

@@ -61,6 +61,8 @@ pub(super) fn start(
     control: mpsc::UnboundedReceiver<QueueCmd>,
 ) -> Result<(), StoreError> {
     let now = wall_clock_ms();
+    // A recovered queue waits for its vhost to start it (`QueueHandle::start`).
+    let declared = !matches!(log, Some(LogSource::Recover(_)));
     let mut machine = QueueMachine::new(QueueConfig {
         name: queue.meta.name.clone(),
         vhost: queue.vhost.clone(),
@@ -109,7 +111,7 @@ pub(super) fn start(
         effects: Vec::new(),
         ended: false,
     };
-    tokio::spawn(task.run());
+    tokio::spawn(task.run(declared));
     Ok(())
 }
 
@@ -144,14 +146,16 @@ enum Wake {
 }
 
 impl QueueTask {
-    async fn run(mut self) {
+    /// `declared`: the queue was declared now (else its vhost starts it, see `start`).
+    async fn run(mut self, declared: bool) {
         let mut cmds = Vec::with_capacity(BATCH);
         let mut control_cmds = Vec::new();
         let mut pressure = self.pager.pressure();
-        // Declared (or recovered) now: `x-expires` counts from here, and recovered messages
-        // whose TTL ran out while the broker was down leave at once.
-        self.run_cmd(wall_clock_ms(), Command::Declared);
-        self.flush();
+        // Declared now: `x-expires` counts from here.
+        if declared {
+            self.run_cmd(wall_clock_ms(), Command::Declared);
+            self.flush();
+        }
         while !self.ended {
             let wait = self.next_wake();
             let wake = tokio::select! {
