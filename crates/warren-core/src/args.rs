@@ -11,7 +11,7 @@
 //! business (`queue`).
 
 use crate::entity::QueueMeta;
-use crate::AmqpError;
+use crate::BrokerError;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
 
 /// The largest TTL and expiry RabbitMQ accepts, in milliseconds (ten years).
@@ -104,24 +104,24 @@ impl QueueArgs {
     /// Validates the arguments and flags of a queue being created and returns its settings.
     /// Checks run in RabbitMQ's order: the dead-letter exchange's type, each known argument,
     /// then the queue type's own rules.
-    pub fn from_declaration(meta: &QueueMeta, vhost: &str) -> Result<QueueArgs, AmqpError> {
+    pub fn from_declaration(meta: &QueueMeta, vhost: &str) -> Result<QueueArgs, BrokerError> {
         let what = format!("queue '{}' in vhost '{}'", meta.name, vhost);
         let args = &meta.arguments;
         if let Some(v) = args.get("x-dead-letter-exchange") {
             if !matches!(v, FieldValue::LongString(_)) {
-                return Err(AmqpError::precondition(format!(
+                return Err(BrokerError::precondition(format!(
                     "invalid type '{}' for arg 'x-dead-letter-exchange' in {what}",
                     v.type_name()
                 )));
             }
         }
         let invalid = |key: &str, reason: String| {
-            AmqpError::precondition(format!("invalid arg '{key}' for {what}: {reason}"))
+            BrokerError::precondition(format!("invalid arg '{key}' for {what}: {reason}"))
         };
         let mut out = QueueArgs::default();
         let check = |key: &str,
                      rule: fn(&FieldValue, &FieldTable) -> Result<(), String>|
-         -> Result<Option<&FieldValue>, AmqpError> {
+         -> Result<Option<&FieldValue>, BrokerError> {
             match args.get(key) {
                 None => Ok(None),
                 Some(v) => rule(v, args)
@@ -170,7 +170,7 @@ impl QueueArgs {
             "rabbit_quorum_queue"
         };
         if let Some((key, _)) = args.iter().find(|(k, _)| refused.contains(&k.as_str())) {
-            return Err(AmqpError::precondition(format!(
+            return Err(BrokerError::precondition(format!(
                 "invalid arg '{key}' for {what} of queue type {type_name}"
             )));
         }
@@ -181,7 +181,7 @@ impl QueueArgs {
                 (!meta.durable, "non-durable"),
             ] {
                 if bad {
-                    return Err(AmqpError::precondition(format!(
+                    return Err(BrokerError::precondition(format!(
                         "invalid property '{property}' for {what}"
                     )));
                 }
@@ -214,11 +214,11 @@ impl QueueArgs {
 
 /// Validates a consumer's `x-priority` (RabbitMQ checks its type only) and returns it
 /// (0 when absent). `queue_desc` is `queue 'q' in vhost '/'`.
-pub fn consumer_priority(arguments: &FieldTable, queue_desc: &str) -> Result<i64, AmqpError> {
+pub fn consumer_priority(arguments: &FieldTable, queue_desc: &str) -> Result<i64, BrokerError> {
     match arguments.get("x-priority") {
         None => Ok(0),
         Some(v) => v.as_i64().ok_or_else(|| {
-            AmqpError::precondition(format!(
+            BrokerError::precondition(format!(
                 "invalid arg 'x-priority' for {queue_desc}: {}",
                 expected_integer(v)
             ))
@@ -228,9 +228,9 @@ pub fn consumer_priority(arguments: &FieldTable, queue_desc: &str) -> Result<i64
 
 /// Parses a message's `expiration` property as RabbitMQ does (an integer number of
 /// milliseconds, 0 to [`MAX_EXPIRY_MS`]), with its texts for what it refuses.
-pub fn parse_expiration(expiration: &str) -> Result<u64, AmqpError> {
+pub fn parse_expiration(expiration: &str) -> Result<u64, BrokerError> {
     let refuse = |reason: String| {
-        AmqpError::precondition(format!("invalid expiration '{expiration}': {reason}"))
+        BrokerError::precondition(format!("invalid expiration '{expiration}': {reason}"))
     };
     // Erlang's string:to_integer: an optional sign, digits, and whatever is left over.
     let unsigned = expiration.strip_prefix(['+', '-']).unwrap_or(expiration);

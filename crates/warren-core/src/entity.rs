@@ -2,7 +2,7 @@
 //! the equivalence checks RabbitMQ applies when something is declared again.
 
 use crate::exchange_type::ExchangeType;
-use crate::AmqpError;
+use crate::BrokerError;
 use warren_amqp::{FieldTable, FieldValue, ShortStr};
 
 /// Queue arguments whose values must match on redeclare (RabbitMQ checks these and
@@ -43,7 +43,7 @@ impl ExchangeMeta {
 
     /// Checks a redeclaration against this exchange as RabbitMQ does: type, durable,
     /// auto-delete, internal and the `alternate-exchange` argument must match.
-    pub fn check_equivalent(&self, other: &ExchangeMeta, vhost: &str) -> Result<(), AmqpError> {
+    pub fn check_equivalent(&self, other: &ExchangeMeta, vhost: &str) -> Result<(), BrokerError> {
         let what = format!("exchange '{}' in vhost '{}'", self.name, vhost);
         if self.kind != other.kind {
             return Err(inequivalent(
@@ -78,7 +78,7 @@ pub struct QueueMeta {
 impl QueueMeta {
     /// Checks a redeclaration as RabbitMQ does. Exclusivity is checked by the caller
     /// (it needs the declaring connection, and answers 405 rather than 406).
-    pub fn check_equivalent(&self, other: &QueueMeta, vhost: &str) -> Result<(), AmqpError> {
+    pub fn check_equivalent(&self, other: &QueueMeta, vhost: &str) -> Result<(), BrokerError> {
         let what = format!("queue '{}' in vhost '{}'", self.name, vhost);
         check_flag("durable", &what, other.durable, self.durable)?;
         check_flag("auto_delete", &what, other.auto_delete, self.auto_delete)?;
@@ -91,13 +91,13 @@ impl QueueMeta {
     }
 }
 
-fn inequivalent(arg: &str, what: &str, received: &str, current: &str) -> AmqpError {
-    AmqpError::precondition(format!(
+fn inequivalent(arg: &str, what: &str, received: &str, current: &str) -> BrokerError {
+    BrokerError::precondition(format!(
         "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
     ))
 }
 
-fn check_flag(arg: &str, what: &str, received: bool, current: bool) -> Result<(), AmqpError> {
+fn check_flag(arg: &str, what: &str, received: bool, current: bool) -> Result<(), BrokerError> {
     if received == current {
         Ok(())
     } else {
@@ -117,7 +117,7 @@ fn check_args(
     what: &str,
     received: &FieldTable,
     current: &FieldTable,
-) -> Result<(), AmqpError> {
+) -> Result<(), BrokerError> {
     for key in keys {
         let (r, c) = (received.get(key), current.get(key));
         let (r, c) = if *key == "x-queue-type" {
@@ -133,7 +133,7 @@ fn check_args(
                 ),
                 _ => (describe_value(r), describe_value(c)),
             };
-            return Err(AmqpError::precondition(format!(
+            return Err(BrokerError::precondition(format!(
                 "inequivalent arg '{key}' for {what}: received {received} but current is {current}"
             )));
         }
@@ -187,9 +187,9 @@ pub fn display_value(v: &FieldValue) -> String {
 }
 
 /// Names starting with `amq.` are reserved for the broker (RabbitMQ answers 403).
-pub fn check_not_reserved(kind: &str, name: &str) -> Result<(), AmqpError> {
+pub fn check_not_reserved(kind: &str, name: &str) -> Result<(), BrokerError> {
     if name.starts_with("amq.") {
-        Err(AmqpError::access_refused(format!(
+        Err(BrokerError::access_refused(format!(
             "{kind} name '{name}' contains reserved prefix 'amq.*'"
         )))
     } else {
@@ -216,9 +216,9 @@ mod tests {
         let err = queue(true, FieldTable::new())
             .check_equivalent(&queue(false, FieldTable::new()), "/")
             .unwrap_err();
-        assert_eq!(err.code, warren_amqp::ReplyCode::PreconditionFailed);
+        assert_eq!(err.reply_code(), warren_amqp::ReplyCode::PreconditionFailed);
         assert_eq!(
-            err.text,
+            err.reply_text(),
             "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q' in vhost '/': received 'false' but current is 'true'"
         );
     }
@@ -244,15 +244,15 @@ mod tests {
             .check_equivalent(&queue(true, b.clone()), "/")
             .unwrap_err();
         assert!(
-            err.text.contains("inequivalent arg 'x-max-length'"),
+            err.reply_text().contains("inequivalent arg 'x-max-length'"),
             "{}",
-            err.text
+            err.reply_text()
         );
         assert!(
-            err.text
+            err.reply_text()
                 .contains("received none but current is the value '10' of type 'long'"),
             "{}",
-            err.text
+            err.reply_text()
         );
         assert!(queue(true, FieldTable::new())
             .check_equivalent(&queue(true, b), "/")
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn reserved_prefix_is_refused() {
         let err = check_not_reserved("queue", "amq.x").unwrap_err();
-        assert_eq!(err.code, warren_amqp::ReplyCode::AccessRefused);
+        assert_eq!(err.reply_code(), warren_amqp::ReplyCode::AccessRefused);
         assert!(check_not_reserved("queue", "amqx").is_ok());
     }
 }

@@ -9,7 +9,7 @@
 //! `alternate-exchange` (`entity::ExchangeMeta::check_equivalent`).
 
 use crate::routing::ExchangeKind;
-use crate::AmqpError;
+use crate::BrokerError;
 use warren_amqp::{FieldTable, FieldValue};
 
 /// The `type` of `exchange.declare`.
@@ -48,8 +48,8 @@ impl ExchangeType {
 
     /// RabbitMQ's refusal of a type nobody registered: a 406 channel error, as RabbitMQ
     /// 3.13 and later answer (3.10 closed the connection with 503 COMMAND_INVALID).
-    pub fn unknown(name: &str) -> AmqpError {
-        AmqpError::precondition(format!("unknown exchange type '{name}'"))
+    pub fn unknown(name: &str) -> BrokerError {
+        BrokerError::precondition(format!("unknown exchange type '{name}'"))
     }
 }
 
@@ -107,7 +107,7 @@ impl ExchangeBehaviour {
     /// Validates the arguments of an exchange being created, as the plugins do: a delayed
     /// exchange needs `x-delayed-type` naming another existing type (and that type's own
     /// arguments), a deduplication exchange a positive `x-cache-size`.
-    pub fn from_declaration(kind: ExchangeType, arguments: &FieldTable) -> Result<Self, AmqpError> {
+    pub fn from_declaration(kind: ExchangeType, arguments: &FieldTable) -> Result<Self, BrokerError> {
         match kind {
             ExchangeType::Builtin(kind) => Ok(Self::plain(kind)),
             ExchangeType::MessageDeduplication => Ok(ExchangeBehaviour {
@@ -117,14 +117,14 @@ impl ExchangeBehaviour {
             }),
             ExchangeType::DelayedMessage => {
                 let underlying = match arguments.get("x-delayed-type").and_then(text) {
-                    Some(ExchangeType::DELAYED_MESSAGE) => return Err(AmqpError::precondition(
+                    Some(ExchangeType::DELAYED_MESSAGE) => return Err(BrokerError::precondition(
                         "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
                     )),
                     Some(name) => {
                         ExchangeType::parse(name).ok_or_else(|| ExchangeType::unknown(name))?
                     }
                     None => {
-                        return Err(AmqpError::precondition(
+                        return Err(BrokerError::precondition(
                             "Invalid argument, 'x-delayed-type' must be an existing exchange type",
                         ))
                     }
@@ -163,19 +163,19 @@ fn positive_int(v: &FieldValue) -> Option<u64> {
     (n > 0).then_some(n as u64)
 }
 
-fn cache_settings(arguments: &FieldTable) -> Result<CacheSettings, AmqpError> {
+fn cache_settings(arguments: &FieldTable) -> Result<CacheSettings, BrokerError> {
     let size = arguments
         .get("x-cache-size")
         .and_then(positive_int)
         .ok_or_else(|| {
-            AmqpError::precondition(
+            BrokerError::precondition(
                 "Missing or invalid argument, 'x-cache-size' must be an integer greater than 0",
             )
         })?;
     let ttl_ms = match arguments.get("x-cache-ttl") {
         None => None,
         Some(v) => Some(positive_int(v).ok_or_else(|| {
-            AmqpError::precondition(
+            BrokerError::precondition(
                 "Invalid argument, 'x-cache-ttl' must be an integer greater than 0",
             )
         })?),
@@ -185,7 +185,7 @@ fn cache_settings(arguments: &FieldTable) -> Result<CacheSettings, AmqpError> {
         Some(FieldValue::LongString(b)) if &b[..] == b"memory" => CachePersistence::Memory,
         Some(FieldValue::LongString(b)) if &b[..] == b"disk" => CachePersistence::Disk,
         Some(_) => {
-            return Err(AmqpError::precondition(
+            return Err(BrokerError::precondition(
                 "Invalid argument, 'x-cache-persistence' must be either 'disk' or 'memory'",
             ))
         }
@@ -210,7 +210,7 @@ mod tests {
         t
     }
 
-    fn declare(kind: &str, pairs: &[(&str, FieldValue)]) -> Result<ExchangeBehaviour, AmqpError> {
+    fn declare(kind: &str, pairs: &[(&str, FieldValue)]) -> Result<ExchangeBehaviour, BrokerError> {
         ExchangeBehaviour::from_declaration(ExchangeType::parse(kind).unwrap(), &args(pairs))
     }
 
@@ -243,9 +243,9 @@ mod tests {
     #[test]
     fn delayed_exchange_without_a_valid_delayed_type_is_refused_as_the_plugin_does() {
         let missing = declare("x-delayed-message", &[]).unwrap_err();
-        assert_eq!(missing.code, ReplyCode::PreconditionFailed);
+        assert_eq!(missing.reply_code(), ReplyCode::PreconditionFailed);
         assert_eq!(
-            missing.text,
+            missing.reply_text(),
             "PRECONDITION_FAILED - Invalid argument, 'x-delayed-type' must be an existing exchange type"
         );
         let not_a_string = declare(
@@ -253,14 +253,14 @@ mod tests {
             &[("x-delayed-type", FieldValue::I32(1))],
         )
         .unwrap_err();
-        assert_eq!(not_a_string.text, missing.text);
+        assert_eq!(not_a_string.reply_text(), missing.reply_text());
         let itself = declare(
             "x-delayed-message",
             &[("x-delayed-type", FieldValue::string("x-delayed-message"))],
         )
         .unwrap_err();
         assert_eq!(
-            itself.text,
+            itself.reply_text(),
             "PRECONDITION_FAILED - Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'"
         );
         let unknown = declare(
@@ -268,9 +268,9 @@ mod tests {
             &[("x-delayed-type", FieldValue::string("nope"))],
         )
         .unwrap_err();
-        assert_eq!(unknown.code, ReplyCode::PreconditionFailed);
+        assert_eq!(unknown.reply_code(), ReplyCode::PreconditionFailed);
         assert_eq!(
-            unknown.text,
+            unknown.reply_text(),
             "PRECONDITION_FAILED - unknown exchange type 'nope'"
         );
     }
@@ -285,7 +285,7 @@ mod tests {
             )],
         )
         .unwrap_err();
-        assert!(err.text.contains("'x-cache-size'"), "{}", err.text);
+        assert!(err.reply_text().contains("'x-cache-size'"), "{}", err.reply_text());
         let ok = declare(
             "x-delayed-message",
             &[
@@ -313,9 +313,9 @@ mod tests {
             let pairs: Vec<(&str, FieldValue)> =
                 bad.into_iter().map(|v| ("x-cache-size", v)).collect();
             let err = declare("x-message-deduplication", &pairs).unwrap_err();
-            assert_eq!(err.code, ReplyCode::PreconditionFailed);
+            assert_eq!(err.reply_code(), ReplyCode::PreconditionFailed);
             assert_eq!(
-                err.text,
+                err.reply_text(),
                 "PRECONDITION_FAILED - Missing or invalid argument, 'x-cache-size' must be an integer greater than 0"
             );
         }
@@ -344,7 +344,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            err.text,
+            err.reply_text(),
             "PRECONDITION_FAILED - Invalid argument, 'x-cache-ttl' must be an integer greater than 0"
         );
         let err = declare(
@@ -356,7 +356,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            err.text,
+            err.reply_text(),
             "PRECONDITION_FAILED - Invalid argument, 'x-cache-persistence' must be either 'disk' or 'memory'"
         );
         let ok = declare(

@@ -20,5 +20,5 @@ pub mod routing;
 pub mod session;
 pub mod vhost;
 
-pub use error::AmqpError;
+pub use error::{BrokerError, ErrorKind};
 pub use message::Message;

@@ -30,7 +30,7 @@ use crate::exchange_type::{ExchangeBehaviour, ExchangeType};
 use crate::policy::PolicySet;
 use crate::routing::pmap::PMap;
 use crate::routing::{ExchangeKind, Router};
-use crate::AmqpError;
+use crate::BrokerError;
 use std::hash::Hash;
 use std::sync::Arc;
 use warren_amqp::{FieldTable, ShortStr};
@@ -366,21 +366,21 @@ impl<Q: QueueHandle, X> VHostState<Q, X> {
 
     /// Looks a queue up for an operation by `connection`: 404 if there is none, 405 if another
     /// connection holds it exclusively.
-    pub fn queue_for(&self, name: &str, connection: u64) -> Result<&Q, AmqpError> {
+    pub fn queue_for(&self, name: &str, connection: u64) -> Result<&Q, BrokerError> {
         let entry = self.queues.get(name).ok_or_else(|| self.no_queue(name))?;
         self.check_exclusive_access(entry, connection)?;
         Ok(&entry.handle)
     }
 
-    pub fn no_exchange(&self, name: &str) -> AmqpError {
-        AmqpError::no_exchange(name, &self.name)
+    pub fn no_exchange(&self, name: &str) -> BrokerError {
+        BrokerError::no_exchange(name, &self.name)
     }
 
-    pub fn no_queue(&self, name: &str) -> AmqpError {
-        AmqpError::no_queue(name, &self.name)
+    pub fn no_queue(&self, name: &str) -> BrokerError {
+        BrokerError::no_queue(name, &self.name)
     }
 
-    fn check_exclusive_access(&self, q: &QueueEntry<Q>, connection: u64) -> Result<(), AmqpError> {
+    fn check_exclusive_access(&self, q: &QueueEntry<Q>, connection: u64) -> Result<(), BrokerError> {
         match q.meta.exclusive_owner {
             Some(owner) if owner != connection => Err(self.locked(q)),
             _ => Ok(()),
@@ -388,8 +388,8 @@ impl<Q: QueueHandle, X> VHostState<Q, X> {
     }
 
     /// RabbitMQ's 405 for a queue another connection holds exclusively.
-    fn locked(&self, q: &QueueEntry<Q>) -> AmqpError {
-        AmqpError::resource_locked(format!(
+    fn locked(&self, q: &QueueEntry<Q>) -> BrokerError {
+        BrokerError::resource_locked(format!(
             "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
             q.meta.name, self.name
         ))
@@ -397,8 +397,8 @@ impl<Q: QueueHandle, X> VHostState<Q, X> {
 }
 
 /// RabbitMQ's refusal of any change involving the default exchange.
-pub fn default_exchange_refusal() -> AmqpError {
-    AmqpError::access_refused("operation not permitted on the default exchange")
+pub fn default_exchange_refusal() -> BrokerError {
+    BrokerError::access_refused("operation not permitted on the default exchange")
 }
 
 /// The `alternate-exchange` of the policy that applies to exchange `name`.

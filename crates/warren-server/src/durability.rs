@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use warren_amqp::ShortStr;
 use warren_core::entity::{ExchangeMeta, QueueMeta};
 use warren_core::exchange_type::ExchangeType;
-use warren_core::AmqpError;
+use warren_core::BrokerError;
 use warren_core::vhost::{self, Destination};
 use warren_store::{
     BindingDef, DefinitionChange, DefinitionStore, Definitions, ExchangeDef, ExchangeDirs,
@@ -30,8 +30,8 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-fn store_failed(what: &str, e: StoreError) -> AmqpError {
-    AmqpError::internal(format!("cannot {what}: {e}"))
+fn store_failed(what: &str, e: StoreError) -> BrokerError {
+    BrokerError::internal(format!("cannot {what}: {e}"))
 }
 
 pub struct Durability {
@@ -123,13 +123,13 @@ impl Durability {
     }
 
     /// Makes definition changes durable (fsynced) before the caller replies `-ok`.
-    pub fn apply(&self, changes: &[DefinitionChange]) -> Result<(), AmqpError> {
+    pub fn apply(&self, changes: &[DefinitionChange]) -> Result<(), BrokerError> {
         blocking(|| self.definitions.lock().apply(changes))
             .map_err(|e| store_failed("store definitions", e))
     }
 
     /// Creates the message log of a new durable queue.
-    pub fn create_queue_log(&self) -> Result<(u64, QueueLog), AmqpError> {
+    pub fn create_queue_log(&self) -> Result<(u64, QueueLog), BrokerError> {
         let id = self.next_log_id.fetch_add(1, Ordering::Relaxed);
         let (log, _) = self
             .recover_queue_log(id, |_| debug_assert!(false, "a new log is empty"))
@@ -162,7 +162,7 @@ impl Durability {
         vhost: &str,
         name: &str,
         recovering: bool,
-    ) -> Result<PathBuf, AmqpError> {
+    ) -> Result<PathBuf, BrokerError> {
         let mut dirs = self.exchange_dirs.lock();
         if recovering {
             if let Some(dir) = dirs.recovered(vhost, name) {

@@ -43,7 +43,7 @@ use warren_core::entity::ExchangeMeta;
 use warren_core::exchange_type::{CachePersistence, ExchangeBehaviour};
 use warren_core::routing::ExchangeKind;
 use warren_core::vhost::Admission;
-use warren_core::{AmqpError, Message};
+use warren_core::{BrokerError, Message};
 use warren_store::{ExchangeDirs, QueueLog, StoredMessage};
 
 /// How often a persistent deduplication cache's new entries are made durable.
@@ -78,7 +78,7 @@ impl ExchangeState {
         vhost: &Arc<VHost>,
         meta: &ExchangeMeta,
         behaviour: ExchangeBehaviour,
-    ) -> Result<Self, AmqpError> {
+    ) -> Result<Self, BrokerError> {
         Self::build(vhost, meta, behaviour, false)
     }
 
@@ -89,12 +89,12 @@ impl ExchangeState {
     pub fn restore(
         vhost: &Arc<VHost>,
         meta: &ExchangeMeta,
-    ) -> Result<(ExchangeBehaviour, Self), AmqpError> {
+    ) -> Result<(ExchangeBehaviour, Self), BrokerError> {
         let behaviour = ExchangeBehaviour::from_declaration(meta.kind, &meta.arguments)
             .unwrap_or_else(|e| {
                 error!(
                     "exchange '{}' in vhost '{}': arguments ignored: {}",
-                    meta.name, vhost.name, e.text
+                    meta.name, vhost.name, e.reply_text()
                 );
                 ExchangeBehaviour::plain(ExchangeKind::Direct)
             });
@@ -106,7 +106,7 @@ impl ExchangeState {
         meta: &ExchangeMeta,
         behaviour: ExchangeBehaviour,
         recovering: bool,
-    ) -> Result<Self, AmqpError> {
+    ) -> Result<Self, BrokerError> {
         let persistent_cache = behaviour
             .dedup
             .is_some_and(|s| s.persistence == CachePersistence::Disk);
@@ -138,7 +138,7 @@ impl ExchangeState {
         meta: &ExchangeMeta,
         behaviour: ExchangeBehaviour,
         recovering: bool,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         if let Some(settings) = behaviour.dedup {
             let mut cache = Cache {
                 cache: DedupCache::new(settings.size, settings.ttl_ms),
@@ -315,13 +315,13 @@ async fn sync_cache(cache: Weak<Mutex<Cache>>) {
 fn open_log(
     vhost: &VHost,
     dir: PathBuf,
-) -> Result<(QueueLog, Vec<warren_store::RecoveredMessage>), AmqpError> {
+) -> Result<(QueueLog, Vec<warren_store::RecoveredMessage>), BrokerError> {
     let durability = vhost
         .durability()
         .expect("exchange data directories exist only with durability");
     let (log, recovered, report) = durability
         .open_log_at(&dir)
-        .map_err(|e| AmqpError::internal(format!("cannot open {}: {e}", dir.display())))?;
+        .map_err(|e| BrokerError::internal(format!("cannot open {}: {e}", dir.display())))?;
     crate::durability::log_recovery(&dir.display().to_string(), &report);
     Ok((log, recovered))
 }

@@ -34,7 +34,7 @@ use warren_core::queue::{
     answers_confirm, Command, ConfirmId, ConsumerId, ConsumerSpec, Delivery, GetOk, Incoming,
     QueueStats, Reply, SessionId,
 };
-use warren_core::{AmqpError, Message};
+use warren_core::{BrokerError, Message};
 use warren_store::QueueLog;
 
 
@@ -105,7 +105,7 @@ pub enum QueueCmd {
     Consume {
         spec: ConsumerSpec,
         sink: Sink,
-        reply: oneshot::Sender<Result<(), AmqpError>>,
+        reply: oneshot::Sender<Result<(), BrokerError>>,
     },
     /// Publishes. `permit` holds the batch's share of [`INBOX_BYTES`] until the queue has
     /// taken it; `confirms` is where its confirms are answered.
@@ -241,7 +241,7 @@ impl QueueHandle {
     }
 
     /// Subscribes a consumer whose session's deliveries go to `sink`.
-    pub async fn consume(&self, spec: ConsumerSpec, sink: Sink) -> Option<Result<(), AmqpError>> {
+    pub async fn consume(&self, spec: ConsumerSpec, sink: Sink) -> Option<Result<(), BrokerError>> {
         let (tx, rx) = oneshot::channel();
         let cmd = QueueCmd::Consume {
             spec,
@@ -280,7 +280,7 @@ impl QueueHandle {
 
     /// Deletes the queue; the ready messages dropped, or why not. A queue already gone
     /// counts as deleted (0 messages).
-    pub async fn delete(&self, if_unused: bool, if_empty: bool) -> Result<usize, AmqpError> {
+    pub async fn delete(&self, if_unused: bool, if_empty: bool) -> Result<usize, BrokerError> {
         match self
             .ask(Command::Delete {
                 if_unused,

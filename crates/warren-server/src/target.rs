@@ -13,7 +13,7 @@ use std::sync::Weak;
 use tokio::sync::mpsc;
 use warren_core::publish::Destination;
 use warren_core::queue::Incoming;
-use warren_core::{AmqpError, Message};
+use warren_core::{BrokerError, Message};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
@@ -90,7 +90,7 @@ pub trait Routes: Send + Sync {
     /// whether the result may be reused for the same (exchange, routing key). A missing
     /// exchange is `NOT_FOUND`.
     fn route(&self, exchange: &str, message: &Message, out: &mut Vec<Target>)
-        -> Result<bool, AmqpError>;
+        -> Result<bool, BrokerError>;
 }
 
 /// A task's handle on its vhost's routing; the vhost may be gone.

@@ -27,7 +27,7 @@ use warren_core::vhost::{
     self as model, Applied, ExchangeDeclaration, NewExchange, NewQueue, QueueDeclaration,
     VHostState,
 };
-use warren_core::{AmqpError, Message};
+use warren_core::{BrokerError, Message};
 use warren_store::Definitions;
 
 pub use warren_core::vhost::default_exchange_refusal;
@@ -119,7 +119,7 @@ impl VHost {
                     let new = NewExchange::restored(meta, behaviour);
                     next.insert_exchange(new, Arc::new(state), &self.policies.lock());
                 }
-                Err(e) => tracing::error!("exchange '{}' cannot be recovered: {}", d.name, e.text),
+                Err(e) => tracing::error!("exchange '{}' cannot be recovered: {}", d.name, e.reply_text()),
             }
         }
         self.publish(next.clone());
@@ -182,7 +182,7 @@ impl VHost {
                 "queue '{}' in vhost '{}': arguments ignored: {}",
                 meta.name,
                 self.name,
-                e.text
+                e.reply_text()
             );
             QueueArgs::default()
         });
@@ -200,7 +200,7 @@ impl VHost {
         &self,
         changes: &[model::DefinitionChange],
         new_queue_log: Option<u64>,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         match &self.durability {
             Some(d) if !changes.is_empty() => d.apply(&durability::stored_changes(
                 &self.name,
@@ -222,7 +222,7 @@ impl VHost {
 
     /// Persists what a change did, then publishes the changed state and releases what removed
     /// exchanges kept. On a failed persist nothing is published: the change did not happen.
-    fn commit(&self, next: Model, applied: Applied<QueueRef, Arc<ExchangeState>>) -> Result<(), AmqpError> {
+    fn commit(&self, next: Model, applied: Applied<QueueRef, Arc<ExchangeState>>) -> Result<(), BrokerError> {
         self.persist(&applied.changes, None)?;
         self.install(next, applied.removed_exchanges);
         Ok(())
@@ -277,12 +277,12 @@ impl VHost {
             .collect()
     }
 
-    pub fn no_exchange(&self, name: &str) -> AmqpError {
-        AmqpError::no_exchange(name, &self.name)
+    pub fn no_exchange(&self, name: &str) -> BrokerError {
+        BrokerError::no_exchange(name, &self.name)
     }
 
-    pub fn no_queue(&self, name: &str) -> AmqpError {
-        AmqpError::no_queue(name, &self.name)
+    pub fn no_queue(&self, name: &str) -> BrokerError {
+        BrokerError::no_queue(name, &self.name)
     }
 
     /// `exchange.declare` (not passive). Returns the existing exchange if an equivalent one
@@ -290,7 +290,7 @@ impl VHost {
     pub fn declare_exchange(
         self: &Arc<Self>,
         meta: ExchangeMeta,
-    ) -> Result<Arc<Exchange>, AmqpError> {
+    ) -> Result<Arc<Exchange>, BrokerError> {
         let _guard = self.change();
         let new = match self.published.load().check_exchange_declaration(&meta)? {
             ExchangeDeclaration::Existing(existing) => return Ok(existing),
@@ -308,7 +308,7 @@ impl VHost {
     }
 
     /// `exchange.delete`.
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), BrokerError> {
         let _guard = self.change();
         let mut next = self.next();
         let applied = next.delete_exchange(name, if_unused)?;
@@ -322,7 +322,7 @@ impl VHost {
         meta: QueueMeta,
         passive: bool,
         connection: u64,
-    ) -> Result<(QueueRef, bool), AmqpError> {
+    ) -> Result<(QueueRef, bool), BrokerError> {
         let _guard = self.change();
         if let Some(gone) = self.queue(&meta.name).filter(|q| q.is_gone()) {
             // Its task ended and its vhost has not heard yet: it no longer exists.
@@ -355,7 +355,7 @@ impl VHost {
     }
 
     /// Looks a queue up for an operation by `connection`, checking exclusive ownership.
-    pub fn queue_for(&self, name: &str, connection: u64) -> Result<QueueRef, AmqpError> {
+    pub fn queue_for(&self, name: &str, connection: u64) -> Result<QueueRef, BrokerError> {
         self.published.load().queue_for(name, connection).cloned()
     }
 
@@ -372,7 +372,7 @@ impl VHost {
         let mut next = self.next();
         let applied = next.forget_queue(queue);
         if let Err(e) = self.persist(&applied.changes, None) {
-            tracing::error!("deletion of queue '{}' not stored: {}", queue.name(), e.text);
+            tracing::error!("deletion of queue '{}' not stored: {}", queue.name(), e.reply_text());
         }
         self.install(next, applied.removed_exchanges);
     }
@@ -384,7 +384,7 @@ impl VHost {
         dest: Destination,
         routing_key: &ShortStr,
         arguments: &FieldTable,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         let _guard = self.change();
         let mut next = self.next();
         let applied = next.bind(source, dest, routing_key, arguments)?;
@@ -399,7 +399,7 @@ impl VHost {
         dest: &Destination,
         routing_key: &ShortStr,
         arguments: &FieldTable,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         let _guard = self.change();
         let mut next = self.next();
         let applied = next.unbind(source, dest, routing_key, arguments)?;
@@ -424,7 +424,7 @@ impl Routes for VHost {
         exchange: &str,
         message: &Message,
         out: &mut Vec<Target>,
-    ) -> Result<bool, AmqpError> {
+    ) -> Result<bool, BrokerError> {
         let ex = self
             .exchange(exchange)
             .ok_or_else(|| self.no_exchange(exchange))?;

@@ -24,7 +24,7 @@ fn meta(
 fn refusal(args: &[(&str, FieldValue)]) -> String {
     QueueArgs::from_declaration(&meta(false, false, false, args), "/")
         .unwrap_err()
-        .text
+        .reply_text()
 }
 
 fn s(v: &str) -> FieldValue {
@@ -157,7 +157,7 @@ fn quorum_queues_must_be_durable_not_exclusive_not_auto_delete() {
     let text = |d, e, a| {
         QueueArgs::from_declaration(&meta(d, e, a, &quorum), "/")
             .unwrap_err()
-            .text
+            .reply_text()
     };
     assert_eq!(
         text(false, false, false),
@@ -189,7 +189,7 @@ fn arguments_of_another_queue_type_are_refused_by_name() {
     // Checked before the durability rule, as RabbitMQ does.
     assert!(QueueArgs::from_declaration(&m, "/")
         .unwrap_err()
-        .text
+        .reply_text()
         .ends_with("of queue type rabbit_quorum_queue"));
 }
 
@@ -224,11 +224,11 @@ fn streams_are_refused_until_warren_has_them() {
         "/",
     )
     .unwrap_err();
-    assert_eq!(text.code, warren_amqp::ReplyCode::PreconditionFailed);
+    assert_eq!(text.reply_code(), warren_amqp::ReplyCode::PreconditionFailed);
     assert!(
-        text.text.ends_with("\"unsupported queue type 'stream'\""),
+        text.reply_text().ends_with("\"unsupported queue type 'stream'\""),
         "{}",
-        text.text
+        text.reply_text()
     );
 }
 
@@ -271,7 +271,7 @@ fn consumer_priority_must_be_an_integer() {
     assert_eq!(consumer_priority(&t, "queue 'q' in vhost '/'"), Ok(-5));
     t.insert("x-priority", s("a"));
     assert_eq!(
-        consumer_priority(&t, "queue 'q' in vhost '/'").unwrap_err().text,
+        consumer_priority(&t, "queue 'q' in vhost '/'").unwrap_err().reply_text(),
         "PRECONDITION_FAILED - invalid arg 'x-priority' for queue 'q' in vhost '/': \"expected integer, got longstr\""
     );
 }
@@ -280,7 +280,7 @@ fn consumer_priority_must_be_an_integer() {
 fn expiration_property_is_parsed_as_rabbitmq_does() {
     assert_eq!(parse_expiration("0"), Ok(0));
     assert_eq!(parse_expiration("315360000000"), Ok(315_360_000_000));
-    let text = |e| parse_expiration(e).unwrap_err().text;
+    let text = |e| parse_expiration(e).unwrap_err().reply_text();
     assert_eq!(
         text("abc"),
         "PRECONDITION_FAILED - invalid expiration 'abc': no_integer"

@@ -4,7 +4,7 @@
 
 use super::{ConfirmId, ConsumerId, Delivery, Paged, SessionId, Seq};
 use crate::args::QueueArgs;
-use crate::{AmqpError, Message};
+use crate::{BrokerError, Message};
 use std::sync::Arc;
 use warren_amqp::ShortStr;
 
@@ -139,13 +139,13 @@ pub struct ConsumerSpec {
 pub enum Reply {
     /// Nothing to answer.
     Done,
-    Consumed(Result<(), AmqpError>),
+    Consumed(Result<(), BrokerError>),
     /// `basic.get`: the message and how many remain ready after it, or nothing.
     Got(Option<GetOk>),
     Purged(usize),
     Declared(QueueStats),
     /// The ready messages dropped, or why the queue was not deleted.
-    Deleted(Result<usize, AmqpError>),
+    Deleted(Result<usize, BrokerError>),
     PagedOut(bool),
     /// The queue was deleted before this command.
     Gone,

@@ -8,7 +8,7 @@ use super::{Command, ConfirmId, DeadLetter, Delivery, Effect, GetOk, Grant, Inco
 use super::{Paged, QueueStats, Reply, Seq, Settlement};
 use crate::args::QueueArgs;
 use crate::dedup::{DedupKey, QueueDedup};
-use crate::{AmqpError, Message};
+use crate::{BrokerError, Message};
 use rustc_hash::FxHashSet;
 use std::sync::Arc;
 use warren_amqp::ShortStr;
@@ -526,15 +526,15 @@ impl QueueMachine {
         n
     }
 
-    fn delete_if(&mut self, if_unused: bool, if_empty: bool) -> Result<usize, AmqpError> {
+    fn delete_if(&mut self, if_unused: bool, if_empty: bool) -> Result<usize, BrokerError> {
         if if_unused && self.state.consumer_count() > 0 {
-            return Err(AmqpError::precondition(format!(
+            return Err(BrokerError::precondition(format!(
                 "{} in use",
                 self.describe()
             )));
         }
         if if_empty && self.state.message_count() > 0 {
-            return Err(AmqpError::precondition(format!(
+            return Err(BrokerError::precondition(format!(
                 "{} not empty",
                 self.describe()
             )));

@@ -15,7 +15,7 @@ use super::{
     Queued, Seq, SessionId, NO_DEADLINE,
 };
 use crate::args::{Overflow, QueueArgs, QueueType};
-use crate::{AmqpError, Message};
+use crate::{BrokerError, Message};
 use rustc_hash::FxHasher;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -355,11 +355,11 @@ impl QueueState {
         &mut self,
         spec: ConsumerSpec,
         queue_desc: &str,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         if self.consumers.iter().any(|c| c.spec.exclusive)
             || (spec.exclusive && !self.consumers.is_empty())
         {
-            return Err(AmqpError::access_refused(format!(
+            return Err(BrokerError::access_refused(format!(
                 "{queue_desc} in exclusive use"
             )));
         }

@@ -240,7 +240,7 @@ fn exclusive_consumer_excludes_others_both_ways() {
         .add_consumer(consumer(2, CH2, 0, false), "queue 'q' in vhost '/'")
         .unwrap_err();
     assert_eq!(
-        err.text,
+        err.reply_text(),
         "ACCESS_REFUSED - queue 'q' in vhost '/' in exclusive use"
     );
 

@@ -12,9 +12,9 @@ use crate::entity::{check_not_reserved, ExchangeMeta, QueueMeta};
 use crate::exchange_type::ExchangeBehaviour;
 use crate::policy::PolicySet;
 use crate::routing::validate_binding_arguments;
-use crate::AmqpError;
+use crate::{BrokerError, ErrorKind};
 use std::sync::Arc;
-use warren_amqp::{FieldTable, ReplyCode, ShortStr};
+use warren_amqp::{FieldTable, ShortStr};
 
 impl<Q: QueueHandle, X: Clone> VHostState<Q, X> {
     /// Checks an `exchange.declare` (not passive): an existing exchange must be equivalent;
@@ -22,7 +22,7 @@ impl<Q: QueueHandle, X: Clone> VHostState<Q, X> {
     pub fn check_exchange_declaration(
         &self,
         meta: &ExchangeMeta,
-    ) -> Result<ExchangeDeclaration<Q, X>, AmqpError> {
+    ) -> Result<ExchangeDeclaration<Q, X>, BrokerError> {
         if meta.name.is_empty() {
             return Err(default_exchange_refusal());
         }
@@ -62,12 +62,12 @@ impl<Q: QueueHandle, X: Clone> VHostState<Q, X> {
         &mut self,
         name: &str,
         if_unused: bool,
-    ) -> Result<Applied<Q, X>, AmqpError> {
+    ) -> Result<Applied<Q, X>, BrokerError> {
         if name.is_empty() {
             return Err(default_exchange_refusal());
         }
         if name.starts_with("amq.") {
-            return Err(AmqpError::access_refused(format!(
+            return Err(BrokerError::access_refused(format!(
                 "deletion of system exchange '{name}' in vhost '{}' not allowed",
                 self.name
             )));
@@ -76,7 +76,7 @@ impl<Q: QueueHandle, X: Clone> VHostState<Q, X> {
             return Err(self.no_exchange(name));
         };
         if if_unused && ex.has_bindings() {
-            return Err(AmqpError::precondition(format!(
+            return Err(BrokerError::precondition(format!(
                 "exchange '{name}' in vhost '{}' in use",
                 self.name
             )));
@@ -94,7 +94,7 @@ impl<Q: QueueHandle, X: Clone> VHostState<Q, X> {
         meta: &QueueMeta,
         passive: bool,
         connection: u64,
-    ) -> Result<QueueDeclaration<Q>, AmqpError> {
+    ) -> Result<QueueDeclaration<Q>, BrokerError> {
         if let Some(existing) = self.queues.get(&meta.name) {
             self.check_exclusive_access(existing, connection)?;
             if !passive {
@@ -158,11 +158,11 @@ impl<Q: QueueHandle, X: Clone> VHostState<Q, X> {
         dest: Destination<Q>,
         routing_key: &ShortStr,
         arguments: &FieldTable,
-    ) -> Result<Applied<Q, X>, AmqpError> {
+    ) -> Result<Applied<Q, X>, BrokerError> {
         let dest_durable = self.destination_durable(&dest)?;
         let ex = self.source(source)?;
         validate_binding_arguments(ex.behaviour.routes_as, arguments)
-            .map_err(AmqpError::precondition)?;
+            .map_err(BrokerError::precondition)?;
         let binding = self.stored_binding(ex, &dest, dest_durable, routing_key, arguments);
         let mut applied = Applied::default();
         let ex = self.exchange_mut(source);
@@ -183,16 +183,16 @@ impl<Q: QueueHandle, X: Clone> VHostState<Q, X> {
         dest: &Destination<Q>,
         routing_key: &ShortStr,
         arguments: &FieldTable,
-    ) -> Result<Applied<Q, X>, AmqpError> {
+    ) -> Result<Applied<Q, X>, BrokerError> {
         let mut applied = Applied::default();
         let dest_durable = match self.destination_durable(dest) {
             Ok(durable) => durable,
-            Err(e) if e.code == ReplyCode::NotFound => return Ok(applied),
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(applied),
             Err(e) => return Err(e),
         };
         let ex = match self.source(source) {
             Ok(ex) => ex,
-            Err(e) if e.code == ReplyCode::NotFound => return Ok(applied),
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(applied),
             Err(e) => return Err(e),
         };
         let binding = self.stored_binding(ex, dest, dest_durable, routing_key, arguments);
@@ -243,7 +243,7 @@ impl<Q: QueueHandle, X: Clone> VHostState<Q, X> {
     }
 
     /// The source of a binding: never the default exchange.
-    fn source(&self, name: &str) -> Result<&Arc<Exchange<Q, X>>, AmqpError> {
+    fn source(&self, name: &str) -> Result<&Arc<Exchange<Q, X>>, BrokerError> {
         if name.is_empty() {
             return Err(default_exchange_refusal());
         }
@@ -253,7 +253,7 @@ impl<Q: QueueHandle, X: Clone> VHostState<Q, X> {
     }
 
     /// Checks that a binding's destination exists; returns whether it is durable.
-    fn destination_durable(&self, dest: &Destination<Q>) -> Result<bool, AmqpError> {
+    fn destination_durable(&self, dest: &Destination<Q>) -> Result<bool, BrokerError> {
         match dest {
             Destination::Exchange(name) if name.is_empty() => Err(default_exchange_refusal()),
             Destination::Exchange(name) => self

@@ -114,7 +114,7 @@ fn to_exchange(name: &str) -> Destination<TestQueue> {
 
 impl Fixture {
     /// Declares an exchange as the runtime does; returns what it would persist.
-    fn declare_exchange(&mut self, meta: ExchangeMeta) -> Result<Vec<DefinitionChange>, AmqpError> {
+    fn declare_exchange(&mut self, meta: ExchangeMeta) -> Result<Vec<DefinitionChange>, BrokerError> {
         self.declare_exchange_with(meta, TestState::default())
     }
 
@@ -122,7 +122,7 @@ impl Fixture {
         &mut self,
         meta: ExchangeMeta,
         state: TestState,
-    ) -> Result<Vec<DefinitionChange>, AmqpError> {
+    ) -> Result<Vec<DefinitionChange>, BrokerError> {
         match self.vhost.check_exchange_declaration(&meta)? {
             ExchangeDeclaration::Existing(_) => Ok(Vec::new()),
             ExchangeDeclaration::New(new) => {
@@ -150,7 +150,7 @@ impl Fixture {
         &mut self,
         meta: QueueMeta,
         passive: bool,
-    ) -> Result<(TestQueue, Vec<DefinitionChange>), AmqpError> {
+    ) -> Result<(TestQueue, Vec<DefinitionChange>), BrokerError> {
         match self
             .vhost
             .check_queue_declaration(&meta, passive, self.connection)?

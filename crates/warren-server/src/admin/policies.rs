@@ -109,7 +109,7 @@ pub async fn set(
             tracing::info!("policy '{name}' replaced in vhost '{}'", vhost.name);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", &e.text),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", &e.reply_text()),
     }
 }
 
@@ -126,6 +126,6 @@ pub async fn clear(
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(false) => not_found(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", &e.text),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", &e.reply_text()),
     }
 }

@@ -17,7 +17,7 @@ use warren_amqp::{
 };
 use warren_core::queue::{Command, ConsumerSpec, Settlement};
 use warren_core::session::{Subscription, Transaction};
-use warren_core::{AmqpError, Message};
+use warren_core::{BrokerError, ErrorKind, Message};
 
 impl Connection {
     fn channel_mut(&mut self, ch: u16) -> &mut super::channel::Channel {
@@ -26,9 +26,9 @@ impl Connection {
             .expect("method dispatch checked the channel is open")
     }
 
-    pub(super) fn basic_qos(&mut self, ch: u16, m: BasicQos) -> Result<(), AmqpError> {
+    pub(super) fn basic_qos(&mut self, ch: u16, m: BasicQos) -> Result<(), BrokerError> {
         if m.prefetch_size != 0 {
-            return Err(AmqpError::not_implemented(format!(
+            return Err(BrokerError::not_implemented(format!(
                 "prefetch_size!=0 ({})",
                 m.prefetch_size
             )));
@@ -46,7 +46,7 @@ impl Connection {
         &mut self,
         ch: u16,
         m: BasicConsume,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         if let Some(done) = self.consume_replies(ch, &m) {
             return done;
         }
@@ -60,7 +60,7 @@ impl Connection {
         let priority = warren_core::args::consumer_priority(&m.arguments, &queue.describe())?;
         let channel = self.channel_mut(ch);
         if channel.subs.has_consumer(&tag) {
-            return Err(AmqpError::not_allowed(format!(
+            return Err(BrokerError::not_allowed(format!(
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
@@ -96,7 +96,7 @@ impl Connection {
         self.reply(ch, !m.nowait, Method::BasicConsumeOk { consumer_tag: tag })
     }
 
-    pub(super) async fn basic_cancel(&mut self, ch: u16, m: BasicCancel) -> Result<(), AmqpError> {
+    pub(super) async fn basic_cancel(&mut self, ch: u16, m: BasicCancel) -> Result<(), BrokerError> {
         self.cancel_replies(ch, &m.consumer_tag);
         let consumer = self
             .channel_mut(ch)
@@ -127,9 +127,9 @@ impl Connection {
         &mut self,
         ch: u16,
         m: BasicPublish,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         if m.immediate {
-            return Err(AmqpError::not_implemented("immediate=true"));
+            return Err(BrokerError::not_implemented("immediate=true"));
         }
         self.channel_mut(ch).assembling = Some(Assembly::new(m));
         Ok(())
@@ -166,7 +166,7 @@ impl Connection {
     /// discarded.
     fn assembling(&mut self, ch: u16) -> Result<Option<&mut Assembly>, Fault> {
         let Some(channel) = self.channels.get_mut(&ch) else {
-            return Err(Fault::conn(AmqpError::channel_error(
+            return Err(Fault::conn(BrokerError::channel_error(
                 "expected 'channel.open'",
             )));
         };
@@ -193,14 +193,14 @@ impl Connection {
 
     /// Checks a whole message as RabbitMQ does, routes it and queues it for the per-read
     /// flush; earns a confirm in confirm mode.
-    fn publish(&mut self, ch: u16, (p, header, body): TxPublish) -> Result<(), AmqpError> {
+    fn publish(&mut self, ch: u16, (p, header, body): TxPublish) -> Result<(), BrokerError> {
         self.publishing = true;
         if let Some(expiration) = &header.properties.expiration {
             warren_core::args::parse_expiration(expiration)?;
         }
         if let Some(user_id) = &header.properties.user_id {
             if user_id.as_str() != self.user {
-                return Err(AmqpError::precondition(format!(
+                return Err(BrokerError::precondition(format!(
                     "user_id property set to '{user_id}' but authenticated user was '{}'",
                     self.user
                 )));
@@ -228,7 +228,7 @@ impl Connection {
                     return Err(vhost.no_exchange(&m.exchange));
                 };
                 if ex.meta.internal {
-                    return Err(AmqpError::access_refused(format!(
+                    return Err(BrokerError::access_refused(format!(
                         "cannot publish to internal exchange '{}' in vhost '{}'",
                         m.exchange, vhost.name
                     )));
@@ -249,7 +249,7 @@ impl Connection {
         Ok(())
     }
 
-    pub(super) async fn basic_get(&mut self, ch: u16, m: BasicGet) -> Result<(), AmqpError> {
+    pub(super) async fn basic_get(&mut self, ch: u16, m: BasicGet) -> Result<(), BrokerError> {
         let queue = self.lookup_queue(ch, &m.queue)?;
         let session = self.channel_mut(ch).session;
         let got = queue
@@ -283,7 +283,7 @@ impl Connection {
         tag: u64,
         multiple: bool,
         how: Settlement,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         let channel = self.channel_mut(ch);
         if let Some(tx) = channel.tx.as_mut() {
             tx.settle(tag, multiple, how);
@@ -292,7 +292,7 @@ impl Connection {
         channel
             .subs
             .settle(tag, multiple, how)
-            .map_err(|e| AmqpError::precondition(e.to_string()))
+            .map_err(|e| BrokerError::precondition(e.to_string()))
     }
 
     pub(super) async fn basic_recover(
@@ -300,23 +300,23 @@ impl Connection {
         ch: u16,
         requeue: bool,
         sync: bool,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         if !requeue {
-            return Err(AmqpError::not_implemented("requeue=false"));
+            return Err(BrokerError::not_implemented("requeue=false"));
         }
         // Everything unsettled goes back, transaction or not.
         self.channel_mut(ch)
             .subs
             .settle(0, true, Settlement::Requeue)
-            .map_err(|e| AmqpError::precondition(e.to_string()))?;
+            .map_err(|e| BrokerError::precondition(e.to_string()))?;
         self.flush_pending().await;
         self.reply(ch, sync, Method::BasicRecoverOk)
     }
 
-    pub(super) fn confirm_select(&mut self, ch: u16, nowait: bool) -> Result<(), AmqpError> {
+    pub(super) fn confirm_select(&mut self, ch: u16, nowait: bool) -> Result<(), BrokerError> {
         let channel = self.channel_mut(ch);
         if channel.tx.is_some() {
-            return Err(AmqpError::precondition(
+            return Err(BrokerError::precondition(
                 "cannot switch from tx to confirm mode",
             ));
         }
@@ -324,10 +324,10 @@ impl Connection {
         self.reply(ch, !nowait, Method::ConfirmSelectOk)
     }
 
-    pub(super) fn tx_select(&mut self, ch: u16) -> Result<(), AmqpError> {
+    pub(super) fn tx_select(&mut self, ch: u16) -> Result<(), BrokerError> {
         let channel = self.channel_mut(ch);
         if channel.publisher.is_confirming() {
-            return Err(AmqpError::precondition(
+            return Err(BrokerError::precondition(
                 "cannot switch from confirm to tx mode",
             ));
         }
@@ -337,10 +337,10 @@ impl Connection {
 
     /// Applies the transaction's publishes and settlements, all before commit-ok; commit-ok
     /// waits until the committed persistent messages are on disk.
-    pub(super) async fn tx_commit(&mut self, ch: u16) -> Result<(), AmqpError> {
+    pub(super) async fn tx_commit(&mut self, ch: u16) -> Result<(), BrokerError> {
         let channel = self.channel_mut(ch);
         let Some(tx) = channel.tx.as_mut() else {
-            return Err(AmqpError::precondition("channel is not transactional"));
+            return Err(BrokerError::precondition("channel is not transactional"));
         };
         let (publishes, settles) = tx.commit();
         for publish in publishes {
@@ -357,12 +357,12 @@ impl Connection {
             channel
                 .subs
                 .settle(s.tag, s.multiple, s.how)
-                .map_err(|e| AmqpError::precondition(e.to_string()))?;
+                .map_err(|e| BrokerError::precondition(e.to_string()))?;
         }
         self.flush_pending().await;
         for t in to_sync {
             if !t.sync().await {
-                return Err(AmqpError::internal(format!(
+                return Err(BrokerError::internal(format!(
                     "{} could not write the committed messages",
                     t.describe()
                 )));
@@ -371,10 +371,10 @@ impl Connection {
         self.reply(ch, true, Method::TxCommitOk)
     }
 
-    pub(super) fn tx_rollback(&mut self, ch: u16) -> Result<(), AmqpError> {
+    pub(super) fn tx_rollback(&mut self, ch: u16) -> Result<(), BrokerError> {
         let channel = self.channel_mut(ch);
         let Some(tx) = channel.tx.as_mut() else {
-            return Err(AmqpError::precondition("channel is not transactional"));
+            return Err(BrokerError::precondition("channel is not transactional"));
         };
         tx.rollback();
         self.reply(ch, true, Method::TxRollbackOk)
@@ -383,7 +383,7 @@ impl Connection {
 
 /// A content frame out of sequence, where RabbitMQ reports it.
 fn content_fault(ch: u16, e: ContentError) -> Fault {
-    let error = AmqpError::new(e.reply_code(), e.to_string());
+    let error = BrokerError::new(ErrorKind::from_reply_code(e.reply_code()), e.to_string());
     let (class_id, method_id) = if e.at_publish() { BASIC_PUBLISH } else { (0, 0) };
     if e.closes_connection() {
         Fault::conn_at(error, class_id, method_id)

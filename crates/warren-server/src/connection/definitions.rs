@@ -10,14 +10,14 @@ use warren_amqp::{
 };
 use warren_core::entity::{check_not_reserved, ExchangeMeta, QueueMeta};
 use warren_core::exchange_type::ExchangeType;
-use warren_core::AmqpError;
+use warren_core::{BrokerError, ErrorKind};
 
 impl Connection {
     pub(super) fn exchange_declare(
         &mut self,
         ch: u16,
         m: ExchangeDeclare,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         if m.exchange.is_empty() {
             // Even a passive declare of the default exchange is refused, as in RabbitMQ.
             return Err(default_exchange_refusal());
@@ -47,12 +47,12 @@ impl Connection {
     }
 
     /// The vhost refuses to delete the default and `amq.*` exchanges.
-    pub(super) fn exchange_delete(&mut self, ch: u16, m: ExchangeDelete) -> Result<(), AmqpError> {
+    pub(super) fn exchange_delete(&mut self, ch: u16, m: ExchangeDelete) -> Result<(), BrokerError> {
         match self.vhost.delete_exchange(&m.exchange, m.if_unused) {
             // Deleting what does not exist succeeds, as in RabbitMQ.
             Ok(())
-            | Err(AmqpError {
-                code: warren_amqp::ReplyCode::NotFound,
+            | Err(BrokerError {
+                kind: ErrorKind::NotFound,
                 ..
             }) => {}
             Err(e) => return Err(e),
@@ -67,7 +67,7 @@ impl Connection {
         ch: u16,
         m: ExchangeBind,
         bind: bool,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         let dest = Destination::Exchange(m.destination.clone());
         if bind {
             self.vhost
@@ -84,7 +84,7 @@ impl Connection {
         &mut self,
         ch: u16,
         m: QueueDeclare,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         if let Some(done) = self.declare_reply_queue(ch, &m) {
             return done;
         }
@@ -128,23 +128,23 @@ impl Connection {
     }
 
     /// Resolves AMQP's empty queue name to the channel's most recently declared queue.
-    pub(super) fn current_queue(&self, ch: u16, name: &ShortStr) -> Result<ShortStr, AmqpError> {
+    pub(super) fn current_queue(&self, ch: u16, name: &ShortStr) -> Result<ShortStr, BrokerError> {
         if !name.is_empty() {
             return Ok(name.clone());
         }
         self.channels
             .get(&ch)
             .and_then(|c| c.last_queue.clone())
-            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+            .ok_or_else(|| BrokerError::not_found("no previously declared queue"))
     }
 
     /// The queue named (or the current one), checking exclusive ownership.
-    pub(super) fn lookup_queue(&self, ch: u16, name: &ShortStr) -> Result<QueueRef, AmqpError> {
+    pub(super) fn lookup_queue(&self, ch: u16, name: &ShortStr) -> Result<QueueRef, BrokerError> {
         let name = self.current_queue(ch, name)?;
         self.vhost.queue_for(&name, self.id)
     }
 
-    pub(super) fn queue_bind(&mut self, ch: u16, m: QueueBind) -> Result<(), AmqpError> {
+    pub(super) fn queue_bind(&mut self, ch: u16, m: QueueBind) -> Result<(), BrokerError> {
         let queue = self.lookup_queue(ch, &m.queue)?;
         // An empty routing key with an empty queue name means "the current queue's name".
         let key = if m.routing_key.is_empty() && m.queue.is_empty() {
@@ -159,7 +159,7 @@ impl Connection {
 
     /// Unbinding is idempotent, as in RabbitMQ: a binding, queue or exchange that does not
     /// exist (an auto-delete queue that went with its last consumer, say) is not an error.
-    pub(super) fn queue_unbind(&mut self, ch: u16, m: QueueUnbind) -> Result<(), AmqpError> {
+    pub(super) fn queue_unbind(&mut self, ch: u16, m: QueueUnbind) -> Result<(), BrokerError> {
         let name = self.current_queue(ch, &m.queue)?;
         if self.vhost.queue(&name).is_none()
             || (self.vhost.exchange(&m.exchange).is_none() && !m.exchange.is_empty())
@@ -176,7 +176,7 @@ impl Connection {
         self.reply(ch, true, Method::QueueUnbindOk)
     }
 
-    pub(super) async fn queue_purge(&mut self, ch: u16, m: QueuePurge) -> Result<(), AmqpError> {
+    pub(super) async fn queue_purge(&mut self, ch: u16, m: QueuePurge) -> Result<(), BrokerError> {
         let queue = self.lookup_queue(ch, &m.queue)?;
         let count = queue.purge().await;
         self.reply(
@@ -188,7 +188,7 @@ impl Connection {
         )
     }
 
-    pub(super) async fn queue_delete(&mut self, ch: u16, m: QueueDelete) -> Result<(), AmqpError> {
+    pub(super) async fn queue_delete(&mut self, ch: u16, m: QueueDelete) -> Result<(), BrokerError> {
         let name = self.current_queue(ch, &m.queue)?;
         let Some(queue) = self.vhost.queue(&name) else {
             // Deleting what does not exist succeeds, as in RabbitMQ.
@@ -213,7 +213,7 @@ impl Connection {
     }
 
     /// Writes a reply method unless the request said `nowait`.
-    pub(super) fn reply(&mut self, ch: u16, send: bool, method: Method) -> Result<(), AmqpError> {
+    pub(super) fn reply(&mut self, ch: u16, send: bool, method: Method) -> Result<(), BrokerError> {
         if send {
             encode_method(ch, &method, &mut self.wbuf);
         }

@@ -14,7 +14,7 @@ use warren_amqp::{
     encode_method, ConnectionClose, ConnectionStart, ConnectionTune, FieldTable, FieldValue, Frame,
     FrameDecoder, Method, ShortStr, FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
-use warren_core::AmqpError;
+use warren_core::BrokerError;
 
 /// RabbitMQ's `handshake_timeout`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,7 +42,7 @@ pub enum HandshakeError {
     #[error("client sent an unsupported protocol header")]
     BadHeader,
     #[error("{0}")]
-    Protocol(AmqpError),
+    Protocol(BrokerError),
 }
 
 /// Runs the handshake. `Ok(None)` when the client was refused and told so.
@@ -55,11 +55,11 @@ pub async fn run(
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, negotiate(broker, socket, rbuf, peer)).await {
         Ok(Ok(s)) => Ok(Some(s)),
         Ok(Err(HandshakeError::Protocol(err))) => {
-            info!(%peer, "handshake refused: {}", err.text);
+            info!(%peer, "handshake refused: {}", err.reply_text());
             let mut out = BytesMut::new();
             let close = ConnectionClose {
-                reply_code: err.code.code(),
-                reply_text: ShortStr::truncating(&err.text),
+                reply_code: err.reply_code().code(),
+                reply_text: ShortStr::truncating(&err.reply_text()),
                 class_id: 0,
                 method_id: 0,
             };
@@ -112,13 +112,13 @@ async fn negotiate(
     out.clear();
 
     let Method::ConnectionStartOk(start_ok) = next_method(socket, rbuf, &mut decoder).await? else {
-        return Err(protocol(AmqpError::command_invalid(
+        return Err(protocol(BrokerError::command_invalid(
             "expected 'connection.start-ok'",
         )));
     };
     let (user, password) = credentials(start_ok.mechanism.as_str(), &start_ok.response)?;
     if !broker.authenticate(&user, &password, peer) {
-        return Err(protocol(AmqpError::access_refused(format!(
+        return Err(protocol(BrokerError::access_refused(format!(
             "Login was refused using authentication mechanism {}. For details see the broker logfile.",
             start_ok.mechanism
         ))));
@@ -136,19 +136,19 @@ async fn negotiate(
     out.clear();
 
     let Method::ConnectionTuneOk(tune_ok) = next_method(socket, rbuf, &mut decoder).await? else {
-        return Err(protocol(AmqpError::command_invalid(
+        return Err(protocol(BrokerError::command_invalid(
             "expected 'connection.tune-ok'",
         )));
     };
     let frame_max = match tune_ok.frame_max {
         0 => config.frame_max,
         f if f < FRAME_MIN_SIZE => {
-            return Err(protocol(AmqpError::not_allowed(format!(
+            return Err(protocol(BrokerError::not_allowed(format!(
                 "frame_max={f} < {FRAME_MIN_SIZE} min size"
             ))));
         }
         f if f > config.frame_max => {
-            return Err(protocol(AmqpError::not_allowed(format!(
+            return Err(protocol(BrokerError::not_allowed(format!(
                 "frame_max={f} > {} max size",
                 config.frame_max
             ))));
@@ -158,7 +158,7 @@ async fn negotiate(
     let channel_max = match tune_ok.channel_max {
         0 => config.channel_max,
         c if c > config.channel_max => {
-            return Err(protocol(AmqpError::not_allowed(format!(
+            return Err(protocol(BrokerError::not_allowed(format!(
                 "negotiated channel_max = {c} is higher than the maximum allowed value ({})",
                 config.channel_max
             ))));
@@ -168,12 +168,12 @@ async fn negotiate(
     decoder.set_max_frame_size(frame_max);
 
     let Method::ConnectionOpen(open) = next_method(socket, rbuf, &mut decoder).await? else {
-        return Err(protocol(AmqpError::command_invalid(
+        return Err(protocol(BrokerError::command_invalid(
             "expected 'connection.open'",
         )));
     };
     let Some(vhost) = broker.vhost(open.virtual_host.as_str()) else {
-        return Err(protocol(AmqpError::not_allowed(format!(
+        return Err(protocol(BrokerError::not_allowed(format!(
             "vhost {} not found",
             open.virtual_host
         ))));
@@ -191,7 +191,7 @@ async fn negotiate(
     })
 }
 
-fn protocol(e: AmqpError) -> HandshakeError {
+fn protocol(e: BrokerError) -> HandshakeError {
     HandshakeError::Protocol(e)
 }
 
@@ -211,7 +211,7 @@ async fn next_method(
                 return Ok(method);
             }
             Ok(Some(_)) => {
-                return Err(protocol(AmqpError::command_invalid(
+                return Err(protocol(BrokerError::command_invalid(
                     "unexpected frame during the connection handshake",
                 )))
             }
@@ -230,7 +230,7 @@ async fn next_method(
 /// User name and password from a start-ok response.
 fn credentials(mechanism: &str, response: &Bytes) -> Result<(String, String), HandshakeError> {
     let bad = || {
-        protocol(AmqpError::access_refused(format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile.")))
+        protocol(BrokerError::access_refused(format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile.")))
     };
     match mechanism {
         "PLAIN" => {
@@ -256,7 +256,7 @@ fn credentials(mechanism: &str, response: &Bytes) -> Result<(String, String), Ha
                 get("PASSWORD").ok_or_else(bad)?,
             ))
         }
-        other => Err(protocol(AmqpError::access_refused(format!(
+        other => Err(protocol(BrokerError::access_refused(format!(
             "unsupported authentication mechanism '{other}'"
         )))),
     }
@@ -322,8 +322,8 @@ mod tests {
     fn unknown_mechanism_is_refused_with_its_name() {
         match credentials("EXTERNAL", &Bytes::new()) {
             Err(HandshakeError::Protocol(e)) => {
-                assert_eq!(e.code, ReplyCode::AccessRefused);
-                assert!(e.text.contains("EXTERNAL"));
+                assert_eq!(e.reply_code(), ReplyCode::AccessRefused);
+                assert!(e.reply_text().contains("EXTERNAL"));
             }
             _ => panic!("expected refusal"),
         }

@@ -31,10 +31,10 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 use warren_amqp::{
     encode_heartbeat, encode_method, ChannelClose, ConnectionClose, Frame, FrameDecoder, Method,
-    ReplyCode, ShortStr, BASIC_PUBLISH,
+    ShortStr, BASIC_PUBLISH,
 };
 use warren_core::queue::{Command, ConfirmId, ConsumerId, SessionId, Settlement};
-use warren_core::AmqpError;
+use warren_core::BrokerError;
 
 /// Read buffer growth step; small so idle connections stay cheap.
 const READ_CHUNK: usize = 8 * 1024;
@@ -188,7 +188,7 @@ impl Connection {
                 }
                 _ = alarms.changed() => {}
                 _ = shutdown.changed() => {
-                    let err = AmqpError::new(ReplyCode::ConnectionForced, "broker forced connection closure with reason 'shutdown'");
+                    let err = BrokerError::forced("broker forced connection closure with reason 'shutdown'");
                     return self.close_connection(err, 0, 0).await;
                 }
             }
@@ -240,7 +240,7 @@ impl Connection {
     async fn on_frame(&mut self, frame: Frame) -> Option<End> {
         let result = match frame {
             Frame::Heartbeat { channel: 0 } => Ok(()),
-            Frame::Heartbeat { channel } => Err(Fault::conn(AmqpError::unexpected_frame(format!(
+            Frame::Heartbeat { channel } => Err(Fault::conn(BrokerError::unexpected_frame(format!(
                 "heartbeat frame on channel {channel}"
             )))),
             Frame::Method { channel: 0, method } => return self.on_connection_method(method).await,
@@ -292,7 +292,7 @@ impl Connection {
             }
             other => {
                 let (c, m) = other.id();
-                let err = AmqpError::channel_error(format!(
+                let err = BrokerError::channel_error(format!(
                     "unexpected method {} on channel 0",
                     other.name()
                 ));
@@ -303,7 +303,7 @@ impl Connection {
 
     async fn on_channel_method(&mut self, ch: u16, method: Method) -> Result<(), Fault> {
         let (class_id, method_id) = method.id();
-        let fault = |e: AmqpError| Fault {
+        let fault = |e: BrokerError| Fault {
             error: e,
             channel: ch,
             class_id,
@@ -316,7 +316,7 @@ impl Connection {
                 // clients rely on it (aiormq's suite opens channel 65535 under 2047).
                 if self.channels.len() >= self.channel_max as usize {
                     let max = self.channel_max;
-                    let error = AmqpError::not_allowed(format!(
+                    let error = BrokerError::not_allowed(format!(
                         "number of channels opened ({}) has reached the negotiated channel_max ({max})",
                         self.channels.len()
                     ));
@@ -330,7 +330,7 @@ impl Connection {
             }
             (None, _) => {
                 return Err(Fault::conn_at(
-                    AmqpError::channel_error("expected 'channel.open'"),
+                    BrokerError::channel_error("expected 'channel.open'"),
                     class_id,
                     method_id,
                 ));
@@ -347,7 +347,7 @@ impl Connection {
             (Some(ChannelState::Closing), _) => return Ok(()),
             (Some(ChannelState::Open), Method::ChannelOpen) => {
                 return Err(Fault::conn_at(
-                    AmqpError::channel_error("second 'channel.open' seen"),
+                    BrokerError::channel_error("second 'channel.open' seen"),
                     class_id,
                     method_id,
                 ));
@@ -357,7 +357,7 @@ impl Connection {
         if let Some(a) = self.channels.get(&ch).and_then(|c| c.assembling.as_ref()) {
             // Reported against the publish whose content was interrupted, as RabbitMQ does.
             let (class_id, method_id) = BASIC_PUBLISH;
-            let error = AmqpError::unexpected_frame(a.interrupted().to_string());
+            let error = BrokerError::unexpected_frame(a.interrupted().to_string());
             return Err(Fault::conn_at(error, class_id, method_id));
         }
         // Publishes and acks are batched per read; anything else sees their effects first.
@@ -367,7 +367,7 @@ impl Connection {
         self.apply_channel_method(ch, method).await.map_err(fault)
     }
 
-    async fn apply_channel_method(&mut self, ch: u16, method: Method) -> Result<(), AmqpError> {
+    async fn apply_channel_method(&mut self, ch: u16, method: Method) -> Result<(), BrokerError> {
         match method {
             Method::ChannelClose(_) => {
                 self.release_channel(ch).await;
@@ -379,7 +379,7 @@ impl Connection {
             Method::ChannelFlow(f) => {
                 if !f.active {
                     // As RabbitMQ: consumers are throttled with prefetch instead.
-                    return Err(AmqpError::not_implemented("active=false"));
+                    return Err(BrokerError::not_implemented("active=false"));
                 }
                 encode_method(ch, &Method::ChannelFlowOk(f), &mut self.wbuf);
                 Ok(())
@@ -419,7 +419,7 @@ impl Connection {
             Method::TxSelect => self.tx_select(ch),
             Method::TxCommit => self.tx_commit(ch).await,
             Method::TxRollback => self.tx_rollback(ch),
-            other => Err(AmqpError::command_invalid(format!(
+            other => Err(BrokerError::command_invalid(format!(
                 "method {} is not valid from a client",
                 other.name()
             ))),
@@ -428,12 +428,12 @@ impl Connection {
 
     /// Sends `channel.close`, releases the channel's deliveries and consumers, and waits for
     /// the client's close-ok (handled in `on_channel_method`).
-    async fn close_channel(&mut self, ch: u16, error: AmqpError, class_id: u16, method_id: u16) {
+    async fn close_channel(&mut self, ch: u16, error: BrokerError, class_id: u16, method_id: u16) {
         debug!(
             connection = self.id,
             channel = ch,
             "closing channel: {}",
-            error.text
+            error.reply_text()
         );
         self.release_channel(ch).await;
         if let Some(c) = self.channels.get_mut(&ch) {
@@ -441,8 +441,8 @@ impl Connection {
             c.assembling = None;
         }
         let close = ChannelClose {
-            reply_code: error.code.code(),
-            reply_text: ShortStr::truncating(&error.text),
+            reply_code: error.reply_code().code(),
+            reply_text: ShortStr::truncating(&error.reply_text()),
             class_id,
             method_id,
         };
@@ -450,12 +450,12 @@ impl Connection {
     }
 
     /// Releases the channels, sends `connection.close` and waits (bounded) for close-ok.
-    async fn close_connection(&mut self, error: AmqpError, class_id: u16, method_id: u16) -> End {
-        info!(connection = self.id, "closing connection: {}", error.text);
+    async fn close_connection(&mut self, error: BrokerError, class_id: u16, method_id: u16) -> End {
+        info!(connection = self.id, "closing connection: {}", error.reply_text());
         self.release_channels().await;
         let close = ConnectionClose {
-            reply_code: error.code.code(),
-            reply_text: ShortStr::truncating(&error.text),
+            reply_code: error.reply_code().code(),
+            reply_text: ShortStr::truncating(&error.reply_text()),
             class_id,
             method_id,
         };
@@ -702,7 +702,7 @@ impl Connection {
 
 /// A protocol error with where it happened.
 struct Fault {
-    error: AmqpError,
+    error: BrokerError,
     channel: u16,
     class_id: u16,
     method_id: u16,
@@ -710,7 +710,7 @@ struct Fault {
 
 impl Fault {
     /// A channel error reported against the `basic.publish` whose content was being received.
-    fn publish(channel: u16, error: AmqpError) -> Fault {
+    fn publish(channel: u16, error: BrokerError) -> Fault {
         let (class_id, method_id) = BASIC_PUBLISH;
         Fault {
             error,
@@ -719,7 +719,7 @@ impl Fault {
             method_id,
         }
     }
-    fn conn(error: AmqpError) -> Fault {
+    fn conn(error: BrokerError) -> Fault {
         Fault {
             error,
             channel: 0,
@@ -727,7 +727,7 @@ impl Fault {
             method_id: 0,
         }
     }
-    fn conn_at(error: AmqpError, class_id: u16, method_id: u16) -> Fault {
+    fn conn_at(error: BrokerError, class_id: u16, method_id: u16) -> Fault {
         Fault {
             error,
             channel: 0,

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use warren_amqp::{BasicConsume, ContentHeader, Method, QueueDeclare, QueueDeclareOk, ShortStr};
 use warren_core::queue::Delivery;
-use warren_core::{AmqpError, Message};
+use warren_core::{BrokerError, Message};
 
 /// The pseudo-queue a caller consumes from and names as `reply_to`.
 pub(super) const PSEUDO_QUEUE: &str = "amq.rabbitmq.reply-to";
@@ -164,14 +164,14 @@ impl Connection {
         &mut self,
         ch: u16,
         m: &BasicConsume,
-    ) -> Option<Result<(), AmqpError>> {
+    ) -> Option<Result<(), BrokerError>> {
         if m.queue.as_str() != PSEUDO_QUEUE {
             return None;
         }
         Some(self.start_reply_consumer(ch, m))
     }
 
-    fn start_reply_consumer(&mut self, ch: u16, m: &BasicConsume) -> Result<(), AmqpError> {
+    fn start_reply_consumer(&mut self, ch: u16, m: &BasicConsume) -> Result<(), BrokerError> {
         let channel = self
             .channels
             .get(&ch)
@@ -182,16 +182,16 @@ impl Connection {
                 .on_channel(ch)
                 .is_some_and(|c| c.tag == m.consumer_tag)
         {
-            return Err(AmqpError::not_allowed(format!(
+            return Err(BrokerError::not_allowed(format!(
                 "attempt to reuse consumer tag '{}'",
                 m.consumer_tag
             )));
         }
         if !m.no_ack {
-            return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
+            return Err(BrokerError::precondition("reply consumer cannot acknowledge"));
         }
         if self.replies.on_channel(ch).is_some() {
-            return Err(AmqpError::precondition("reply consumer already set"));
+            return Err(BrokerError::precondition("reply consumer already set"));
         }
         let tag = if m.consumer_tag.is_empty() {
             ShortStr::from(names::consumer_tag())
@@ -232,7 +232,7 @@ impl Connection {
         &self,
         ch: u16,
         mut header: Box<ContentHeader>,
-    ) -> Result<Box<ContentHeader>, AmqpError> {
+    ) -> Result<Box<ContentHeader>, BrokerError> {
         if header
             .properties
             .reply_to
@@ -242,7 +242,7 @@ impl Connection {
             return Ok(header);
         }
         let Some(consumer) = self.replies.on_channel(ch) else {
-            return Err(AmqpError::precondition(
+            return Err(BrokerError::precondition(
                 "fast reply consumer does not exist",
             ));
         };
@@ -262,7 +262,7 @@ impl Connection {
         &mut self,
         ch: u16,
         m: &QueueDeclare,
-    ) -> Option<Result<(), AmqpError>> {
+    ) -> Option<Result<(), BrokerError>> {
         let name = m.queue.as_str();
         if !name.starts_with(PSEUDO_QUEUE) {
             return None;

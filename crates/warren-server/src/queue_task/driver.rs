@@ -222,7 +222,7 @@ impl QueueTask {
                 let session = spec.session;
                 let result = match self.run_cmd(now, Command::Consume(spec)) {
                     Reply::Consumed(r) => r,
-                    _ => Err(warren_core::AmqpError::no_queue(
+                    _ => Err(warren_core::BrokerError::no_queue(
                         self.queue.name(),
                         &self.queue.vhost,
                     )),

@@ -16,7 +16,7 @@ use warren_core::queue::{Command, ConfirmId, ConsumerId, ConsumerSpec, Settlemen
 struct FixedRoutes(Mutex<Vec<QueueRef>>);
 
 impl Routes for FixedRoutes {
-    fn route(&self, _: &str, _: &Message, out: &mut Vec<Target>) -> Result<bool, AmqpError> {
+    fn route(&self, _: &str, _: &Message, out: &mut Vec<Target>) -> Result<bool, BrokerError> {
         out.extend(self.0.lock().unwrap().iter().cloned().map(Target::Queue));
         Ok(true)
     }

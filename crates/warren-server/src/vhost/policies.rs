@@ -15,7 +15,7 @@ use std::sync::Arc;
 use warren_core::args::QueueArgs;
 use warren_core::entity::QueueMeta;
 use warren_core::policy::{effective_queue_args, Policy};
-use warren_core::AmqpError;
+use warren_core::BrokerError;
 use warren_store::{DefinitionChange, Definitions, PolicyDef};
 
 impl VHost {
@@ -30,7 +30,7 @@ impl VHost {
 
     /// Sets a policy (replacing the one of the same name): durable first, then in effect
     /// for every queue and exchange it concerns. Returns true if it is new.
-    pub fn set_policy(&self, policy: Policy) -> Result<bool, AmqpError> {
+    pub fn set_policy(&self, policy: Policy) -> Result<bool, BrokerError> {
         let _guard = self.change();
         self.store_policy_change(DefinitionChange::PutPolicy(policy_def(&self.name, &policy)))?;
         let created = self.policies.lock().put(policy).is_none();
@@ -40,7 +40,7 @@ impl VHost {
 
     /// Clears a policy; the queues and exchanges it applied to fall back to their own
     /// arguments (or to the next matching policy). Returns false if there was none.
-    pub fn clear_policy(&self, name: &str) -> Result<bool, AmqpError> {
+    pub fn clear_policy(&self, name: &str) -> Result<bool, BrokerError> {
         let _guard = self.change();
         if self.policies.lock().get(name).is_none() {
             return Ok(false);
@@ -84,7 +84,7 @@ impl VHost {
     }
 
     /// Makes a policy change durable, if this vhost keeps durable state.
-    fn store_policy_change(&self, change: DefinitionChange) -> Result<(), AmqpError> {
+    fn store_policy_change(&self, change: DefinitionChange) -> Result<(), BrokerError> {
         match &self.durability {
             Some(d) => d.apply(&[change]),
             None => Ok(()),

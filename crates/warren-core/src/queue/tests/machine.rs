@@ -373,7 +373,7 @@ fn delete_if_unused_or_if_empty_refuses_with_rabbitmq_texts() {
     ) else {
         panic!()
     };
-    assert_eq!(e.text, "PRECONDITION_FAILED - queue 'q' in vhost '/' not empty");
+    assert_eq!(e.reply_text(), "PRECONDITION_FAILED - queue 'q' in vhost '/' not empty");
     consume(&mut m, 1, CH1, false);
     let Reply::Deleted(Err(e)) = m.apply(
         0,
@@ -384,7 +384,7 @@ fn delete_if_unused_or_if_empty_refuses_with_rabbitmq_texts() {
     ) else {
         panic!()
     };
-    assert_eq!(e.text, "PRECONDITION_FAILED - queue 'q' in vhost '/' in use");
+    assert_eq!(e.reply_text(), "PRECONDITION_FAILED - queue 'q' in vhost '/' in use");
 }
 
 #[test]

@@ -37,14 +37,14 @@ fn a_new_vhost_has_the_predeclared_durable_exchanges() {
 fn predeclared_exchanges_cannot_be_deleted() {
     let mut f = durable_vhost();
     let err = f.vhost.delete_exchange("amq.direct", false).err().unwrap();
-    assert_eq!(err.code, ReplyCode::AccessRefused);
+    assert_eq!(err.reply_code(), ReplyCode::AccessRefused);
     assert_eq!(
-        err.text,
+        err.reply_text(),
         "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed"
     );
     let err = f.vhost.delete_exchange("", false).err().unwrap();
     assert_eq!(
-        err.text,
+        err.reply_text(),
         "ACCESS_REFUSED - operation not permitted on the default exchange"
     );
     assert!(f.vhost.exchange("amq.direct").is_some());
@@ -54,21 +54,21 @@ fn predeclared_exchanges_cannot_be_deleted() {
 fn new_exchange_with_a_reserved_name_is_refused_but_a_predeclared_one_redeclares() {
     let mut f = durable_vhost();
     let err = f.declare_exchange(exchange_meta("amq.mine", "direct")).unwrap_err();
-    assert_eq!(err.code, ReplyCode::AccessRefused);
+    assert_eq!(err.reply_code(), ReplyCode::AccessRefused);
     assert_eq!(
-        err.text,
+        err.reply_text(),
         "ACCESS_REFUSED - exchange name 'amq.mine' contains reserved prefix 'amq.*'"
     );
     assert_eq!(f.declare_exchange(exchange_meta("amq.direct", "direct")), Ok(vec![]));
     let err = f.declare_exchange(exchange_meta("amq.direct", "fanout")).unwrap_err();
-    assert_eq!(err.code, ReplyCode::PreconditionFailed);
+    assert_eq!(err.reply_code(), ReplyCode::PreconditionFailed);
 }
 
 #[test]
 fn declaring_the_default_exchange_is_refused() {
     let mut f = durable_vhost();
     let err = f.declare_exchange(exchange_meta("", "direct")).unwrap_err();
-    assert_eq!(err.code, ReplyCode::AccessRefused);
+    assert_eq!(err.reply_code(), ReplyCode::AccessRefused);
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn inequivalent_exchange_redeclaration_names_the_argument() {
         })
         .unwrap_err();
     assert_eq!(
-        err.text,
+        err.reply_text(),
         "PRECONDITION_FAILED - inequivalent arg 'durable' for exchange 'x' in vhost '/': received 'false' but current is 'true'"
     );
 }
@@ -112,7 +112,7 @@ fn new_exchange_arguments_are_validated_in_the_plugin_words() {
         .declare_exchange(exchange_meta("d", "x-delayed-message"))
         .unwrap_err();
     assert_eq!(
-        err.text,
+        err.reply_text(),
         "PRECONDITION_FAILED - Invalid argument, 'x-delayed-type' must be an existing exchange type"
     );
     assert!(f.vhost.exchange("d").is_none());
@@ -125,8 +125,8 @@ fn deleting_an_exchange_if_unused_refuses_one_with_bindings() {
     let q = f.queue("q");
     f.bind_queue("x", &q, "k");
     let err = f.vhost.delete_exchange("x", true).err().unwrap();
-    assert_eq!(err.code, ReplyCode::PreconditionFailed);
-    assert_eq!(err.text, "PRECONDITION_FAILED - exchange 'x' in vhost '/' in use");
+    assert_eq!(err.reply_code(), ReplyCode::PreconditionFailed);
+    assert_eq!(err.reply_text(), "PRECONDITION_FAILED - exchange 'x' in vhost '/' in use");
     let applied = f.vhost.delete_exchange("x", false).unwrap();
     assert_eq!(applied.changes, vec![DefinitionChange::DeleteExchange(key("x"))]);
     assert_eq!(applied.removed_exchanges.len(), 1);
@@ -137,7 +137,7 @@ fn deleting_an_exchange_if_unused_refuses_one_with_bindings() {
 fn deleting_a_missing_exchange_is_not_found() {
     let mut f = durable_vhost();
     let err = f.vhost.delete_exchange("nope", false).err().unwrap();
-    assert_eq!(err.text, "NOT_FOUND - no exchange 'nope' in vhost '/'");
+    assert_eq!(err.reply_text(), "NOT_FOUND - no exchange 'nope' in vhost '/'");
 }
 
 #[test]
@@ -360,7 +360,7 @@ fn queue_redeclaration_checks_equivalence_and_passive_finds_or_fails() {
         )
         .unwrap_err();
     assert_eq!(
-        err.text,
+        err.reply_text(),
         "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q' in vhost '/': received 'false' but current is 'true'"
     );
     // Passive ignores the flags.
@@ -370,7 +370,7 @@ fn queue_redeclaration_checks_equivalence_and_passive_finds_or_fails() {
     };
     assert_eq!(f.declare_queue(passive, true).unwrap().0, q);
     let err = f.declare_queue(queue_meta("nope"), true).unwrap_err();
-    assert_eq!(err.text, "NOT_FOUND - no queue 'nope' in vhost '/'");
+    assert_eq!(err.reply_text(), "NOT_FOUND - no queue 'nope' in vhost '/'");
     assert!(f.vhost.queue("nope").is_none());
 }
 
@@ -382,7 +382,7 @@ fn new_queue_arguments_are_validated() {
         ..queue_meta("q")
     };
     let err = f.declare_queue(meta, false).unwrap_err();
-    assert_eq!(err.code, ReplyCode::PreconditionFailed);
+    assert_eq!(err.reply_code(), ReplyCode::PreconditionFailed);
     assert!(f.vhost.queue("q").is_none());
 }
 
@@ -391,7 +391,7 @@ fn binding_checks_the_destination_then_the_source_then_the_arguments() {
     let mut f = durable_vhost();
     f.exchange("h", "headers");
     let q = f.queue("q");
-    let e = |r: Result<Applied<TestQueue, TestState>, AmqpError>| r.err().unwrap().text;
+    let e = |r: Result<Applied<TestQueue, TestState>, BrokerError>| r.err().unwrap().reply_text();
     let no_args = FieldTable::new();
     assert_eq!(
         e(f.vhost.bind("nope", to_exchange("missing"), &key(""), &no_args)),
@@ -415,7 +415,7 @@ fn binding_checks_the_destination_then_the_source_then_the_arguments() {
         .bind("h", Destination::Queue(q.clone()), &key(""), &bad)
         .err()
         .unwrap();
-    assert_eq!(err.code, ReplyCode::PreconditionFailed);
+    assert_eq!(err.reply_code(), ReplyCode::PreconditionFailed);
     // A handle the vhost no longer lists (deleted meanwhile) cannot be bound.
     let _ = f.vhost.forget_queue(&q);
     assert_eq!(
@@ -440,11 +440,11 @@ fn unbinding_what_is_not_there_succeeds_and_changes_nothing() {
     assert_eq!(unbind(&mut f, "missing", &dest), Ok(vec![]));
     assert_eq!(unbind(&mut f, "x", &to_exchange("missing")), Ok(vec![]));
     assert_eq!(
-        unbind(&mut f, "", &dest).unwrap_err().code,
+        unbind(&mut f, "", &dest).unwrap_err().reply_code(),
         ReplyCode::AccessRefused
     );
     assert_eq!(
-        unbind(&mut f, "x", &to_exchange("")).unwrap_err().code,
+        unbind(&mut f, "x", &to_exchange("")).unwrap_err().reply_code(),
         ReplyCode::AccessRefused
     );
     f.bind_queue("x", &q, "k");

@@ -25,12 +25,12 @@ fn other_connections_get_resource_locked() {
     let mut f = durable_vhost();
     f.declare_queue(exclusive(1), false).unwrap();
     let err = f.vhost.queue_for("mine", 2).unwrap_err();
-    assert_eq!(err.code, ReplyCode::ResourceLocked);
-    assert_eq!(err.text, LOCKED);
+    assert_eq!(err.reply_code(), ReplyCode::ResourceLocked);
+    assert_eq!(err.reply_text(), LOCKED);
     f.connection = 2;
-    assert_eq!(f.declare_queue(exclusive(2), false).unwrap_err().text, LOCKED);
-    assert_eq!(f.declare_queue(exclusive(2), true).unwrap_err().text, LOCKED);
-    assert_eq!(f.declare_queue(queue_meta("mine"), false).unwrap_err().text, LOCKED);
+    assert_eq!(f.declare_queue(exclusive(2), false).unwrap_err().reply_text(), LOCKED);
+    assert_eq!(f.declare_queue(exclusive(2), true).unwrap_err().reply_text(), LOCKED);
+    assert_eq!(f.declare_queue(queue_meta("mine"), false).unwrap_err().reply_text(), LOCKED);
 }
 
 #[test]
@@ -38,7 +38,7 @@ fn redeclaring_a_plain_queue_as_exclusive_is_locked() {
     let mut f = durable_vhost();
     f.queue("mine");
     let err = f.declare_queue(exclusive(1), false).unwrap_err();
-    assert_eq!(err.text, LOCKED);
+    assert_eq!(err.reply_text(), LOCKED);
     // Passive does not compare exclusivity.
     assert!(f.declare_queue(exclusive(1), true).is_ok());
 }
@@ -47,7 +47,7 @@ fn redeclaring_a_plain_queue_as_exclusive_is_locked() {
 fn missing_queue_is_not_found_for_everyone() {
     let f = durable_vhost();
     assert_eq!(
-        f.vhost.queue_for("nope", 1).unwrap_err().text,
+        f.vhost.queue_for("nope", 1).unwrap_err().reply_text(),
         "NOT_FOUND - no queue 'nope' in vhost '/'"
     );
 }
