@@ -97,6 +97,25 @@ impl BrokerError {
     }
 }
 
+impl ErrorKind {
+    /// Every kind, for adapters' exhaustive tests of their renderings.
+    pub const ALL: [ErrorKind; 13] = [
+        ErrorKind::NotFound,
+        ErrorKind::AccessRefused,
+        ErrorKind::PreconditionFailed,
+        ErrorKind::ResourceLocked,
+        ErrorKind::NotAllowed,
+        ErrorKind::NotImplemented,
+        ErrorKind::InvalidCommand,
+        ErrorKind::OutOfOrder,
+        ErrorKind::ChannelState,
+        ErrorKind::Malformed,
+        ErrorKind::LimitReached,
+        ErrorKind::Forced,
+        ErrorKind::Internal,
+    ];
+}
+
 /// The AMQP 0-9-1 rendering.
 impl ErrorKind {
     pub fn reply_code(self) -> ReplyCode {
@@ -183,22 +202,7 @@ mod tests {
 
     #[test]
     fn every_kind_renders_to_a_code_that_maps_back() {
-        use ErrorKind::*;
-        for kind in [
-            NotFound,
-            AccessRefused,
-            PreconditionFailed,
-            ResourceLocked,
-            NotAllowed,
-            NotImplemented,
-            InvalidCommand,
-            OutOfOrder,
-            ChannelState,
-            Malformed,
-            LimitReached,
-            Forced,
-            Internal,
-        ] {
+        for kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_reply_code(kind.reply_code()), kind);
         }
     }
