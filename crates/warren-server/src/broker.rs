@@ -27,6 +27,8 @@ pub struct Broker {
     next_session_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
     alarms: watch::Receiver<Alarms>,
+    /// Live connections and message counters (see `stats`).
+    pub registry: Arc<crate::stats::Registry>,
 }
 
 impl Broker {
@@ -110,6 +112,7 @@ impl Broker {
             next_consumer_id: AtomicU64::new(1),
             next_session_id: AtomicU64::new(1),
             shutdown: shutdown_rx,
+            registry: Arc::new(crate::stats::Registry::new()),
         });
         info!(
             "Warren {} listening on {}, data dir {}",

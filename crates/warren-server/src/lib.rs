@@ -18,6 +18,7 @@ mod listener;
 mod names;
 mod queue_task;
 pub mod resources;
+pub mod stats;
 mod target;
 mod vhost;
 

@@ -118,6 +118,10 @@ pub enum QueueCmd {
     Sync { reply: oneshot::Sender<bool> },
     /// The broker is stopping: sync the log and end the task (the queue stays on disk).
     Stop { reply: oneshot::Sender<()> },
+    /// The queue's counts and counters, for the management API and metrics.
+    Stats {
+        reply: oneshot::Sender<crate::stats::QueueSnapshot>,
+    },
 }
 
 impl QueueCmd {
@@ -126,7 +130,7 @@ impl QueueCmd {
     fn is_control(&self) -> bool {
         match self {
             QueueCmd::Apply { cmd, .. } => cmd.may_overtake_publishes(),
-            QueueCmd::Consume { .. } => true,
+            QueueCmd::Consume { .. } | QueueCmd::Stats { .. } => true,
             QueueCmd::Enqueue { .. } | QueueCmd::Sync { .. } | QueueCmd::Stop { .. } => false,
         }
     }
@@ -260,6 +264,16 @@ impl QueueHandle {
             Reply::Declared(stats) => Some(stats),
             _ => None,
         }
+    }
+
+    /// The queue's counts and counters now; `None` if it is gone. Answered between batches
+    /// without waiting for publishes already queued.
+    pub async fn stats(&self) -> Option<crate::stats::QueueSnapshot> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(QueueCmd::Stats { reply: tx }).await {
+            return None;
+        }
+        rx.await.ok()
     }
 
     /// `basic.get` for `session`.

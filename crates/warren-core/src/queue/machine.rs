@@ -92,6 +92,16 @@ impl QueueMachine {
         self.state.unacked_count()
     }
 
+    /// Body bytes of the ready messages.
+    pub fn ready_bytes(&self) -> usize {
+        self.state.ready_bytes()
+    }
+
+    /// Memory the loaded ready messages hold.
+    pub fn loaded_bytes(&self) -> usize {
+        self.state.loaded_bytes()
+    }
+
     pub fn is_deleted(&self) -> bool {
         self.deleted
     }

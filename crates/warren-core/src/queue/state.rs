@@ -120,7 +120,7 @@ impl QueueState {
         self.ready.len()
     }
 
-    #[cfg(test)]
+    /// Body bytes of the ready messages.
     pub fn ready_bytes(&self) -> usize {
         self.ready_bytes
     }

@@ -17,6 +17,7 @@ use warren_amqp::{
 };
 use warren_core::queue::{Command, ConsumerSpec, Settlement};
 use warren_core::session::{Subscription, Transaction};
+use crate::stats::Counter;
 use warren_core::{BrokerError, ErrorKind, Message};
 
 impl Connection {
@@ -75,15 +76,23 @@ impl Connection {
             window: WRITE_WINDOW,
             session_credit: channel.subs.initial_credit(id, &queue, m.no_ack),
         };
+        let meta = super::channel::ConsumerMeta {
+            exclusive: m.exclusive,
+            prefetch: spec.prefetch,
+            arguments: m.arguments.clone(),
+        };
         let result = queue.consume(spec, self.sink.clone()).await;
         let channel = self.channel_mut(ch);
         match result {
-            Some(Ok(())) => channel.subs.subscribed(Subscription {
-                id,
-                tag: tag.clone(),
-                queue,
-                no_ack: m.no_ack,
-            }),
+            Some(Ok(())) => {
+                channel.consumer_meta.insert(id, meta);
+                channel.subs.subscribed(Subscription {
+                    id,
+                    tag: tag.clone(),
+                    queue,
+                    no_ack: m.no_ack,
+                })
+            }
             Some(Err(e)) => {
                 channel.subs.not_subscribed(id);
                 return Err(e);
@@ -108,6 +117,7 @@ impl Connection {
             // Deliveries the queue sent before it saw the cancel go out before cancel-ok.
             self.drain_outbound();
             self.channel_mut(ch).subs.unsubscribe(&m.consumer_tag);
+            self.channel_mut(ch).consumer_meta.remove(&id);
             // An auto-delete queue went with its last consumer: the canceller's next command
             // already finds it gone.
             if queue.is_gone() {
@@ -236,6 +246,15 @@ impl Connection {
                 Ok(vhost.route(&ex, m, out))
             })?;
         let direct_reply = super::reply_to::route_reply(&message);
+        self.stats.counters.add(Counter::Publish, 1);
+        if !published.routed && !direct_reply {
+            let unroutable = if p.mandatory {
+                Counter::ReturnUnroutable
+            } else {
+                Counter::DropUnroutable
+            };
+            self.stats.counters.add(unroutable, 1);
+        }
         if !published.routed && p.mandatory && !direct_reply {
             let ret = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
@@ -257,12 +276,18 @@ impl Connection {
             .await
             .ok_or_else(|| self.vhost.no_queue(queue.name()))?;
         let Some(got) = got else {
+            self.stats.counters.add(Counter::GetEmpty, 1);
             self.channel_mut(ch).subs.touch(&queue);
             return self.reply(ch, true, Method::BasicGetEmpty);
         };
         let frame_max = self.frame_max;
         let channel = self.channel_mut(ch);
         let tag = channel.subs.got(&queue, got.delivery.seq, m.no_ack);
+        let counter = if m.no_ack { Counter::GetNoAck } else { Counter::Get };
+        self.stats.counters.add(counter, 1);
+        if got.delivery.redelivered {
+            self.stats.counters.add(Counter::Redeliver, 1);
+        }
         let msg = &got.delivery.message;
         let ok = BasicGetOk {
             delivery_tag: tag,

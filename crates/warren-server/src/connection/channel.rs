@@ -10,7 +10,9 @@ use bytes::{Bytes, BytesMut};
 use warren_amqp::content::Assembly;
 use warren_amqp::{encode_method, BasicAck, BasicNack, BasicPublish, ContentHeader, Method, ShortStr};
 use warren_core::publish::Publisher;
-use warren_core::queue::SessionId;
+use rustc_hash::FxHashMap;
+use warren_amqp::FieldTable;
+use warren_core::queue::{ConsumerId, SessionId};
 use warren_core::session::{Subscriptions, Transaction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,16 @@ pub struct Channel {
     pub tx: Option<Transaction<TxPublish>>,
     /// The queue most recently declared on this channel (AMQP's "current queue").
     pub last_queue: Option<ShortStr>,
+    /// What `basic.consume` asked for, per consumer (shown by the management API).
+    pub consumer_meta: FxHashMap<ConsumerId, ConsumerMeta>,
+}
+
+/// A consumer's `basic.consume` settings that its subscription does not keep.
+#[derive(Clone, Debug, Default)]
+pub struct ConsumerMeta {
+    pub exclusive: bool,
+    pub prefetch: u16,
+    pub arguments: FieldTable,
 }
 
 impl Channel {
@@ -47,17 +59,20 @@ impl Channel {
             subs: Subscriptions::new(),
             tx: None,
             last_queue: None,
+            consumer_meta: FxHashMap::default(),
         }
     }
 
-    /// Writes the `basic.nack`s and `basic.ack`s for publishes settled since the last call.
+    /// Writes the `basic.nack`s and `basic.ack`s for publishes settled since the last call;
+    /// returns how many publishes they answer.
     /// Every publish below the lowest still-unsettled one is settled, so one `multiple` ack
     /// covers those; later ones are acked one by one.
-    pub fn write_confirms(&mut self, out: &mut BytesMut) {
+    pub fn write_confirms(&mut self, out: &mut BytesMut) -> usize {
         let answers = self.publisher.take_answers();
         if answers.is_empty() {
-            return;
+            return 0;
         }
+        let answered = answers.acked.len() + answers.nacked.len();
         for id in &answers.nacked {
             let nack = BasicNack {
                 delivery_tag: id.0,
@@ -82,5 +97,6 @@ impl Channel {
             };
             encode_method(self.id, &Method::BasicAck(ack), out);
         }
+        answered
     }
 }

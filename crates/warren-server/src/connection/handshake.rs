@@ -28,6 +28,10 @@ pub struct Session {
     pub heartbeat: u16,
     pub cancel_notify: bool,
     pub blocked_notify: bool,
+    /// What the client said about itself in `connection.start-ok` (shown by the management
+    /// API; `connection_name` goes into the logs).
+    pub client_properties: warren_amqp::FieldTable,
+    pub mechanism: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +192,8 @@ async fn negotiate(
         heartbeat: tune_ok.heartbeat,
         cancel_notify,
         blocked_notify,
+        client_properties: start_ok.client_properties,
+        mechanism: start_ok.mechanism.to_string(),
     })
 }
 

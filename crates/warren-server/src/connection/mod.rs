@@ -11,6 +11,7 @@
 
 mod basic;
 mod channel;
+mod control;
 mod definitions;
 mod deliver;
 mod handshake;
@@ -18,6 +19,7 @@ mod reply_to;
 
 use crate::broker::Broker;
 use crate::queue_task::{ConfirmTo, OutDelivery, Outbound, QueueRef, Sink};
+use crate::stats::{ConnectionControl, ConnectionEntry, ConnectionInfo, Counter};
 use crate::vhost::VHost;
 use bytes::BytesMut;
 use channel::{Channel, ChannelState};
@@ -53,8 +55,8 @@ pub(crate) const WRITE_WINDOW: u32 = 4096;
 enum End {
     /// The peer closed the socket or an I/O error occurred.
     Gone,
-    /// An orderly close finished (close/close-ok exchanged).
-    Closed,
+    /// An orderly close finished (close/close-ok exchanged), for this reason.
+    Closed(String),
 }
 
 pub(crate) struct Connection {
@@ -89,6 +91,10 @@ pub(crate) struct Connection {
     publishing: bool,
     /// Not read from while a resource alarm lasts.
     blocked: bool,
+    /// This connection in the broker's registry: its counters, written only by this task.
+    stats: Arc<ConnectionEntry>,
+    /// Requests from the management API (describe, close).
+    control: mpsc::UnboundedReceiver<ConnectionControl>,
 }
 
 /// Serves one accepted socket until it closes.
@@ -102,7 +108,35 @@ pub(crate) async fn serve(broker: Arc<Broker>, mut socket: TcpStream, peer: Sock
             return;
         }
     };
-    info!(connection = id, %peer, user = %session.user, vhost = %session.vhost.name, "connection opened");
+    let (control_tx, control) = mpsc::unbounded_channel();
+    let local = socket.local_addr().unwrap_or(peer);
+    let registration = broker.registry.register(
+        id,
+        ConnectionInfo {
+            peer,
+            local,
+            user: session.user.clone(),
+            vhost: session.vhost.name.clone(),
+            client_properties: session.client_properties.clone(),
+            auth_mechanism: session.mechanism.clone(),
+            frame_max: session.frame_max,
+            channel_max: session.channel_max,
+            heartbeat_secs: session.heartbeat,
+            connected_at_ms: crate::clock::wall_clock_ms(),
+        },
+        control_tx,
+    );
+    let stats = registration.entry.clone();
+    let client_name = stats.info.client_provided_name().unwrap_or("").to_string();
+    info!(
+        connection = id,
+        peer = %crate::stats::addr(&peer),
+        user = %session.user,
+        vhost = %session.vhost.name,
+        client_name = %client_name,
+        "accepting AMQP connection {}",
+        stats.name()
+    );
     let (sink, outbound) = mpsc::unbounded_channel();
     let mut conn = Connection {
         id,
@@ -129,10 +163,26 @@ pub(crate) async fn serve(broker: Arc<Broker>, mut socket: TcpStream, peer: Sock
         blocked_notify: session.blocked_notify,
         publishing: false,
         blocked: false,
+        stats,
+        control,
     };
     let end = conn.run().await;
     conn.cleanup().await;
-    info!(connection = id, %peer, "connection closed{}", if matches!(end, End::Gone) { " by peer" } else { "" });
+    let reason = match &end {
+        End::Gone => "client unexpectedly closed TCP connection".to_string(),
+        End::Closed(reason) => reason.clone(),
+    };
+    info!(
+        connection = id,
+        peer = %crate::stats::addr(&peer),
+        user = %conn.user,
+        vhost = %conn.vhost.name,
+        client_name = %client_name,
+        reason = %reason,
+        "closing AMQP connection {}: {reason}",
+        conn.stats.name()
+    );
+    drop(registration);
 }
 
 impl Connection {
@@ -155,7 +205,8 @@ impl Connection {
                 read = self.socket.read_buf(&mut self.rbuf), if !self.blocked => {
                     match read {
                         Ok(0) | Err(_) => return End::Gone,
-                        Ok(_) => {
+                        Ok(n) => {
+                            self.stats.received(n);
                             self.last_read = Instant::now();
                             if let Some(end) = self.on_readable().await {
                                 return end;
@@ -184,6 +235,11 @@ impl Connection {
                             encode_heartbeat(&mut self.wbuf);
                         }
                         self.wrote_since_tick = false;
+                    }
+                }
+                Some(request) = self.control.recv() => {
+                    if let Some(end) = self.on_control(request).await {
+                        return end;
                     }
                 }
                 _ = alarms.changed() => {}
@@ -284,7 +340,7 @@ impl Connection {
                     }
                 })
                 .await;
-                Some(End::Closed)
+                Some(End::Closed("client initiated close".to_string()))
             }
             Method::ConnectionUpdateSecret(_) => {
                 encode_method(0, &Method::ConnectionUpdateSecretOk, &mut self.wbuf);
@@ -325,6 +381,7 @@ impl Connection {
                 let session = self.broker.next_session_id();
                 self.sessions.insert(session, ch);
                 self.channels.insert(ch, Channel::new(ch, session));
+                self.channels_changed(true);
                 encode_method(ch, &Method::ChannelOpenOk, &mut self.wbuf);
                 return Ok(());
             }
@@ -464,7 +521,7 @@ impl Connection {
             return End::Gone;
         }
         let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, self.await_close_ok()).await;
-        End::Closed
+        End::Closed(error.reply_text())
     }
 
     async fn await_close_ok(&mut self) {
@@ -503,6 +560,7 @@ impl Connection {
             return Ok(());
         }
         self.socket.write_all(&self.wbuf).await?;
+        self.stats.sent(self.wbuf.len());
         self.wrote_since_tick = true;
         self.wbuf.clear();
         if self.wbuf.capacity() > BUFFER_KEEP {
@@ -542,12 +600,16 @@ impl Connection {
         }
         for channel in self.channels.values_mut() {
             for (queue, how, seqs) in channel.subs.take_settlements() {
+                if how == Settlement::Ack {
+                    self.stats.counters.add(Counter::Ack, seqs.len() as u64);
+                }
                 queue.tell(Command::Settle { seqs, how });
             }
             for (queue, consumer, grant) in channel.subs.take_grants() {
                 queue.tell(Command::Grant { consumer, grant });
             }
-            channel.write_confirms(&mut self.wbuf);
+            let confirmed = channel.write_confirms(&mut self.wbuf);
+            self.stats.counters.add(Counter::Confirm, confirmed as u64);
         }
     }
 
@@ -624,6 +686,11 @@ impl Connection {
             return;
         };
         let c = channel.subs.consumer(d.consumer).expect("delivered to a known consumer");
+        let counter = if c.no_ack { Counter::DeliverNoAck } else { Counter::Deliver };
+        self.stats.counters.add(counter, 1);
+        if d.delivery.redelivered {
+            self.stats.counters.add(Counter::Redeliver, 1);
+        }
         deliver::write_delivery(
             &mut self.wbuf,
             ch,
@@ -676,6 +743,7 @@ impl Connection {
     fn forget_channel(&mut self, ch: u16) {
         if let Some(channel) = self.channels.remove(&ch) {
             self.sessions.remove(&channel.session);
+            self.channels_changed(false);
         }
     }
 

@@ -13,6 +13,7 @@ use super::{stored, ConfirmTo, LogSource, OutDelivery, Outbound, PagingHandle, Q
 use super::{QueueEnv, QueueRef, Sink};
 use crate::clock::wall_clock_ms;
 use crate::durability::blocking;
+use crate::stats::{Counter, CounterValues, QueueSnapshot};
 use crate::target::{QueueEvents, QueueGone};
 use rustc_hash::FxHashMap;
 use std::time::Duration;
@@ -20,8 +21,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::error;
 use warren_core::args::QueueArgs;
 use warren_core::queue::{
-    Command, ConfirmId, Content, DeadLetter, Effect, Paged, QueueConfig, QueueMachine, Reply,
-    SessionId,
+    Command, ConfirmId, ConsumerId, Content, DeadLetter, Effect, Paged, QueueConfig, QueueMachine,
+    Reply, SessionId, Settlement,
 };
 use warren_store::{RecoveredMessage, StoreError};
 
@@ -49,6 +50,10 @@ struct QueueTask {
     effects: Vec<Effect>,
     /// The queue is gone (its machine deleted it) or the broker stops it.
     ended: bool,
+    /// What this queue counted (message_stats), read by `QueueCmd::Stats`.
+    counters: CounterValues,
+    /// The no-ack consumers and their sessions (their deliveries count as `deliver_no_ack`).
+    no_ack: FxHashMap<ConsumerId, SessionId>,
 }
 
 /// Builds the queue's machine (recovering its log) and starts its task.
@@ -110,6 +115,8 @@ pub(super) fn start(
         confirm_to: None,
         effects: Vec::new(),
         ended: false,
+        counters: CounterValues::default(),
+        no_ack: FxHashMap::default(),
     };
     tokio::spawn(task.run(declared));
     Ok(())
@@ -213,6 +220,7 @@ impl QueueTask {
     fn receive(&mut self, now: u64, cmd: QueueCmd) {
         match cmd {
             QueueCmd::Enqueue { batch, confirms, .. } => {
+                self.counters.add(Counter::Publish, batch.len() as u64);
                 self.confirm_to = confirms;
                 self.run_cmd(now, Command::Enqueue(batch));
                 self.confirm_to = None;
@@ -220,6 +228,9 @@ impl QueueTask {
             QueueCmd::Consume { spec, sink, reply } => {
                 self.sinks.insert(spec.session, sink);
                 let session = spec.session;
+                if spec.no_ack {
+                    self.no_ack.insert(spec.id, session);
+                }
                 let result = match self.run_cmd(now, Command::Consume(spec)) {
                     Reply::Consumed(r) => r,
                     _ => Err(warren_core::BrokerError::no_queue(
@@ -241,20 +252,73 @@ impl QueueTask {
                     Command::SessionClosed(s) => Some(*s),
                     _ => None,
                 };
+                self.count_command(&cmd);
+                let get_no_ack = match &cmd {
+                    Command::Get { no_ack, .. } => Some(*no_ack),
+                    _ => None,
+                };
                 let answer = self.run_cmd(now, cmd);
+                if let Some(no_ack) = get_no_ack {
+                    self.count_get(&answer, no_ack);
+                }
                 if let Some(session) = closed {
                     self.sinks.remove(&session);
+                    self.no_ack.retain(|_, s| *s != session);
                 }
                 if let Some(reply) = reply {
                     self.reply(reply, answer);
                 }
             }
             QueueCmd::Sync { reply } => self.log.reply_after_sync(reply),
+            QueueCmd::Stats { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
             QueueCmd::Stop { reply } => {
                 self.log.stop();
                 self.ended = true;
                 let _ = reply.send(());
             }
+        }
+    }
+
+    /// The queue's numbers now.
+    fn snapshot(&self) -> QueueSnapshot {
+        let m = &self.machine;
+        QueueSnapshot {
+            messages_ready: m.message_count(),
+            messages_unacknowledged: m.unacked_count(),
+            consumers: m.consumer_count(),
+            message_bytes_ready: m.ready_bytes(),
+            message_bytes_ram: m.loaded_bytes(),
+            counters: self.counters,
+        }
+    }
+
+    /// Counts what a client command says (acks; a cancelled no-ack consumer is forgotten).
+    fn count_command(&mut self, cmd: &Command) {
+        match cmd {
+            Command::Settle {
+                seqs,
+                how: Settlement::Ack,
+            } => self.counters.add(Counter::Ack, seqs.len() as u64),
+            Command::Cancel(id) => {
+                self.no_ack.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    fn count_get(&mut self, answer: &Reply, no_ack: bool) {
+        match answer {
+            Reply::Got(Some(got)) => {
+                let counter = if no_ack { Counter::GetNoAck } else { Counter::Get };
+                self.counters.add(counter, 1);
+                if got.delivery.redelivered {
+                    self.counters.add(Counter::Redeliver, 1);
+                }
+            }
+            Reply::Got(None) => self.counters.add(Counter::GetEmpty, 1),
+            _ => {}
         }
     }
 
@@ -292,6 +356,15 @@ impl QueueTask {
                 consumer,
                 delivery,
             } => {
+                let counter = if self.no_ack.contains_key(&consumer) {
+                    Counter::DeliverNoAck
+                } else {
+                    Counter::Deliver
+                };
+                self.counters.add(counter, 1);
+                if delivery.redelivered {
+                    self.counters.add(Counter::Redeliver, 1);
+                }
                 let d = OutDelivery {
                     session,
                     consumer,
