@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::durability::Durability;
 use crate::resources::{self, Alarms};
+use crate::tls::Tls;
 use crate::vhost::VHost;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ pub struct Broker {
     alarms: watch::Receiver<Alarms>,
     /// Live connections and message counters (see `stats`).
     pub registry: Arc<crate::stats::Registry>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl Broker {
@@ -59,6 +61,24 @@ impl Broker {
             .any(|u| u.name == user && u.password == password)
     }
 
+    /// Whether the user a verified client certificate names may log in (EXTERNAL): it must be
+    /// one of the broker's users; no password is checked. `guest` still only from loopback.
+    pub fn authenticate_certificate(&self, user: &str, peer: SocketAddr) -> bool {
+        if user == "guest" && !peer.ip().to_canonical().is_loopback() {
+            return false;
+        }
+        self.config.users.iter().any(|u| u.name == user)
+    }
+
+    /// Reads the TLS certificate, key and CA files again (SIGHUP); new connections use them.
+    pub fn reload_tls(&self) {
+        match self.tls.as_ref().map(|tls| tls.reload()) {
+            None => info!("no TLS listener: nothing to reload"),
+            Some(Ok(())) => info!("TLS certificates reloaded"),
+            Some(Err(e)) => warn!("TLS certificates not reloaded, the old ones stay: {e}"),
+        }
+    }
+
     pub fn next_consumer_id(&self) -> ConsumerId {
         ConsumerId(self.next_consumer_id.fetch_add(1, Ordering::Relaxed))
     }
@@ -78,6 +98,16 @@ impl Broker {
         let listener = crate::listener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let management = admin::bind(config.management_listen).await?;
+        let tls = match config.tls.effective_listen() {
+            None => None,
+            Some(addr) => {
+                let tls = Tls::load(&config.tls).map_err(std::io::Error::other)?;
+                let listener = crate::listener::bind(addr).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot listen for AMQPS on {addr}: {e}"))
+                })?;
+                Some((Arc::new(tls), listener))
+            }
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let budget = config
             .queue_memory_budget
@@ -113,6 +143,7 @@ impl Broker {
             next_session_id: AtomicU64::new(1),
             shutdown: shutdown_rx,
             registry: Arc::new(crate::stats::Registry::new()),
+            tls: tls.as_ref().map(|(tls, _)| tls.clone()),
         });
         info!(
             "Warren {} listening on {}, data dir {}",
@@ -121,11 +152,22 @@ impl Broker {
             data_dir.display()
         );
         let slots = Arc::new(Semaphore::new(max_connections));
-        let accept = tokio::spawn(accept_loop(listener, broker.clone(), slots.clone()));
+        let accept = tokio::spawn(accept_loop(listener, None, broker.clone(), slots.clone()));
+        let tls_addr = match tls {
+            None => None,
+            Some((tls, listener)) => {
+                let addr = listener.local_addr()?;
+                info!("AMQPS (TLS) listener at {addr}");
+                let accept = accept_loop(listener, Some(tls), broker.clone(), slots.clone());
+                tokio::spawn(accept);
+                Some(addr)
+            }
+        };
         let management_addr = management.as_ref().and_then(|l| l.local_addr().ok());
         let admin = management.map(|l| tokio::spawn(admin::serve(l, broker.clone())));
         Ok(RunningBroker {
             local_addr,
+            tls_addr,
             management_addr,
             admin,
             broker,
@@ -137,7 +179,13 @@ impl Broker {
     }
 }
 
-async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, slots: Arc<Semaphore>) {
+/// Accepts AMQP clients, over TLS when `tls` is given.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    broker: Arc<Broker>,
+    slots: Arc<Semaphore>,
+) {
     let mut shutdown = broker.shutdown_signal();
     loop {
         let accepted = tokio::select! {
@@ -160,8 +208,19 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, slots: Arc<Sema
         let _ = socket.set_nodelay(true);
         let id = broker.next_connection_id.fetch_add(1, Ordering::Relaxed);
         let broker = broker.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection::serve(broker, socket, peer, id).await;
+            match tls {
+                None => {
+                    let transport = connection::Transport::default();
+                    connection::serve(broker, Box::new(socket), peer, id, transport).await
+                }
+                Some(tls) => {
+                    if let Some((socket, transport)) = crate::tls::accept(&tls, &broker, socket, peer).await {
+                        connection::serve(broker, socket, peer, id, transport).await
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -170,6 +229,8 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, slots: Arc<Sema
 /// A started broker. Dropping it does not stop it; call [`RunningBroker::shutdown`].
 pub struct RunningBroker {
     pub local_addr: SocketAddr,
+    /// Where the AMQPS listener listens, if TLS is configured.
+    pub tls_addr: Option<SocketAddr>,
     /// Where the HTTP management API listens, unless it is turned off.
     pub management_addr: Option<SocketAddr>,
     admin: Option<tokio::task::JoinHandle<()>>,

@@ -101,6 +101,77 @@ pub struct Config {
     /// connect from loopback.
     #[arg(skip = vec![User { name: "guest".into(), password: "guest".into() }])]
     pub users: Vec<User>,
+    /// Drop a client that has not completed the AMQP handshake (protocol header to
+    /// connection.open) within this many milliseconds (RabbitMQ's handshake_timeout)
+    #[arg(
+        long,
+        env = "WARREN_HANDSHAKE_TIMEOUT_MS",
+        value_name = "MS",
+        default_value = "10000"
+    )]
+    pub handshake_timeout_ms: u64,
+    /// The AMQPS listener: the `[tls]` table, `--tls-*` flags, `WARREN_TLS_*` variables.
+    #[command(flatten)]
+    pub tls: TlsConfig,
+}
+
+/// TLS settings, with the meaning of RabbitMQ's `ssl_options` (see [`crate::tls`]).
+#[derive(Debug, Clone, Default, Deserialize, Args, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address and port of the AMQPS (TLS) listener; default [::]:5671 once a certificate
+    /// is configured
+    #[arg(id = "tls_listen", long = "tls-listen", env = "WARREN_TLS_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// PEM file with the server's certificate chain (RabbitMQ's ssl_options.certfile)
+    #[arg(id = "tls_cert_file", long = "tls-cert-file", env = "WARREN_TLS_CERT_FILE", value_name = "FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the server's private key (ssl_options.keyfile)
+    #[arg(id = "tls_key_file", long = "tls-key-file", env = "WARREN_TLS_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// PEM file with the CA certificates client certificates are verified against
+    /// (ssl_options.cacertfile)
+    #[arg(id = "tls_ca_file", long = "tls-ca-file", env = "WARREN_TLS_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Ask clients for a certificate and refuse one that the CA file does not vouch for
+    /// (ssl_options.verify = verify_peer); enables the EXTERNAL mechanism
+    #[arg(
+        id = "tls_verify_peer",
+        long = "tls-verify-peer",
+        env = "WARREN_TLS_VERIFY_PEER",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub verify_peer: bool,
+    /// With --tls-verify-peer, also refuse clients that send no certificate
+    /// (ssl_options.fail_if_no_peer_cert)
+    #[arg(
+        id = "tls_fail_if_no_peer_cert",
+        long = "tls-fail-if-no-peer-cert",
+        env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub fail_if_no_peer_cert: bool,
+}
+
+impl TlsConfig {
+    /// RabbitMQ's default AMQPS port, on every address.
+    pub const DEFAULT_LISTEN: &'static str = "[::]:5671";
+
+    /// Where the AMQPS listener binds: the configured address, or the default once a
+    /// certificate is configured; `None` without TLS.
+    pub fn effective_listen(&self) -> Option<SocketAddr> {
+        match (self.listen, &self.cert_file) {
+            (Some(addr), _) => Some(addr),
+            (None, Some(_)) => Some(Self::DEFAULT_LISTEN.parse().expect("a valid address")),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -152,6 +223,8 @@ pub enum ConfigError {
     },
     #[error("frame_max {0} is below the protocol minimum of 4096")]
     FrameMaxTooSmall(u32),
+    #[error("TLS: {0}")]
+    Tls(&'static str),
     #[error("settings from flags and environment: {0}")]
     Flags(#[from] clap::Error),
 }
@@ -199,6 +272,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.frame_max < warren_amqp::FRAME_MIN_SIZE {
             return Err(ConfigError::FrameMaxTooSmall(self.frame_max));
+        }
+        let tls = &self.tls;
+        if tls.effective_listen().is_some() && (tls.cert_file.is_none() || tls.key_file.is_none()) {
+            return Err(ConfigError::Tls("a TLS listener needs tls.cert_file and tls.key_file"));
+        }
+        if tls.verify_peer && tls.ca_file.is_none() {
+            return Err(ConfigError::Tls("tls.verify_peer needs tls.ca_file"));
         }
         Ok(())
     }

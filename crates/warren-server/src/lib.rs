@@ -20,6 +20,7 @@ mod queue_task;
 pub mod resources;
 pub mod stats;
 mod target;
+mod tls;
 mod vhost;
 
 pub use broker::{Broker, RunningBroker};

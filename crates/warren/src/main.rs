@@ -102,17 +102,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let broker = Broker::start(config)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        signals.wait().await;
+        signals.wait(&broker).await;
         info!("shutting down");
         broker.shutdown().await;
         Ok(())
     })
 }
 
-/// SIGINT and SIGTERM, listened for from the moment they are installed.
+/// SIGINT and SIGTERM (stop), SIGHUP (reload the TLS certificates), listened for from the
+/// moment they are installed.
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -121,13 +123,18 @@ impl Signals {
         Ok(Signals {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
+    /// Returns on SIGINT or SIGTERM.
+    async fn wait(mut self, broker: &warren_server::RunningBroker) {
+        loop {
+            tokio::select! {
+                _ = self.int.recv() => return,
+                _ = self.term.recv() => return,
+                _ = self.hup.recv() => broker.broker.reload_tls(),
+            }
         }
     }
 }

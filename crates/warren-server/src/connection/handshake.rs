@@ -1,6 +1,10 @@
 //! The connection handshake: protocol header, start/start-ok (PLAIN, AMQPLAIN), tune/tune-ok
-//! negotiation as RabbitMQ does it, and open.
+//! negotiation as RabbitMQ does it, and open. EXTERNAL where the transport offers it (a TLS
+//! listener verifying peers): the user named by the client certificate, without a password.
+//! Until tune-ok only frames of the protocol minimum (4096 bytes, RabbitMQ's frame_max
+//! before tuning) are accepted, so an unauthenticated peer cannot make the broker buffer more.
 
+use super::{Socket, Transport};
 use crate::broker::Broker;
 use crate::vhost::VHost;
 use bytes::{Buf, Bytes, BytesMut};
@@ -8,16 +12,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::info;
 use warren_amqp::{
     encode_method, ConnectionClose, ConnectionStart, ConnectionTune, FieldTable, FieldValue, Frame,
     FrameDecoder, Method, ShortStr, FRAME_MIN_SIZE, PROTOCOL_HEADER,
 };
 use warren_core::BrokerError;
-
-/// RabbitMQ's `handshake_timeout`.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handshake negotiated.
 pub struct Session {
@@ -52,11 +52,13 @@ pub enum HandshakeError {
 /// Runs the handshake. `Ok(None)` when the client was refused and told so.
 pub async fn run(
     broker: &Broker,
-    socket: &mut TcpStream,
+    socket: &mut Socket,
     rbuf: &mut BytesMut,
     peer: SocketAddr,
+    transport: &Transport,
 ) -> Result<Option<Session>, HandshakeError> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, negotiate(broker, socket, rbuf, peer)).await {
+    let timeout = Duration::from_millis(broker.config.handshake_timeout_ms);
+    match tokio::time::timeout(timeout, negotiate(broker, socket, rbuf, peer, transport)).await {
         Ok(Ok(s)) => Ok(Some(s)),
         Ok(Err(HandshakeError::Protocol(err))) => {
             info!(%peer, "handshake refused: {}", err.reply_text());
@@ -68,7 +70,7 @@ pub async fn run(
                 method_id: 0,
             };
             encode_method(0, &Method::ConnectionClose(close), &mut out);
-            socket.write_all(&out).await?;
+            send(socket, &out).await?;
             // Give the client a moment to read the close before the socket goes.
             let mut scratch = [0u8; 256];
             let _ = tokio::time::timeout(Duration::from_secs(1), socket.read(&mut scratch)).await;
@@ -81,9 +83,10 @@ pub async fn run(
 
 async fn negotiate(
     broker: &Broker,
-    socket: &mut TcpStream,
+    socket: &mut Socket,
     rbuf: &mut BytesMut,
     peer: SocketAddr,
+    transport: &Transport,
 ) -> Result<Session, HandshakeError> {
     // Protocol header. Anything else: answer with the header we speak, then close.
     while rbuf.len() < 8 {
@@ -95,24 +98,29 @@ async fn negotiate(
         }
     }
     if rbuf.len() < 8 || &rbuf[..8] != PROTOCOL_HEADER {
-        socket.write_all(PROTOCOL_HEADER).await?;
+        send(socket, PROTOCOL_HEADER).await?;
         socket.shutdown().await.ok();
         return Err(HandshakeError::BadHeader);
     }
     rbuf.advance(8);
 
     let config = &broker.config;
-    let mut decoder = FrameDecoder::new(config.frame_max);
+    let mut decoder = FrameDecoder::new(FRAME_MIN_SIZE);
     let mut out = BytesMut::new();
+    let mechanisms: &'static [u8] = if transport.external {
+        b"PLAIN AMQPLAIN EXTERNAL"
+    } else {
+        b"PLAIN AMQPLAIN"
+    };
     let start = ConnectionStart {
         version_major: 0,
         version_minor: 9,
         server_properties: server_properties(),
-        mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+        mechanisms: Bytes::from_static(mechanisms),
         locales: Bytes::from_static(b"en_US"),
     };
     encode_method(0, &Method::ConnectionStart(start), &mut out);
-    socket.write_all(&out).await?;
+    send(socket, &out).await?;
     out.clear();
 
     let Method::ConnectionStartOk(start_ok) = next_method(socket, rbuf, &mut decoder).await? else {
@@ -120,13 +128,24 @@ async fn negotiate(
             "expected 'connection.start-ok'",
         )));
     };
-    let (user, password) = credentials(start_ok.mechanism.as_str(), &start_ok.response)?;
-    if !broker.authenticate(&user, &password, peer) {
+    let mechanism = start_ok.mechanism.as_str();
+    let user = if mechanism == "EXTERNAL" && transport.external {
+        transport
+            .certificate_user
+            .clone()
+            .filter(|user| broker.authenticate_certificate(user, peer))
+    } else {
+        let (user, password) = credentials(mechanism, &start_ok.response)?;
+        broker
+            .authenticate(&user, &password, peer)
+            .then_some(user)
+    };
+    let Some(user) = user else {
         return Err(protocol(BrokerError::access_refused(format!(
             "Login was refused using authentication mechanism {}. For details see the broker logfile.",
             start_ok.mechanism
         ))));
-    }
+    };
     let cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
     let blocked_notify = client_capability(&start_ok.client_properties, "connection.blocked");
 
@@ -136,7 +155,7 @@ async fn negotiate(
         heartbeat: config.heartbeat_secs,
     };
     encode_method(0, &Method::ConnectionTune(tune), &mut out);
-    socket.write_all(&out).await?;
+    send(socket, &out).await?;
     out.clear();
 
     let Method::ConnectionTuneOk(tune_ok) = next_method(socket, rbuf, &mut decoder).await? else {
@@ -183,7 +202,7 @@ async fn negotiate(
         ))));
     };
     encode_method(0, &Method::ConnectionOpenOk, &mut out);
-    socket.write_all(&out).await?;
+    send(socket, &out).await?;
     Ok(Session {
         vhost,
         user,
@@ -201,9 +220,14 @@ fn protocol(e: BrokerError) -> HandshakeError {
     HandshakeError::Protocol(e)
 }
 
+async fn send(socket: &mut Socket, bytes: &[u8]) -> std::io::Result<()> {
+    socket.write_all(bytes).await?;
+    socket.flush().await
+}
+
 /// Reads frames until a method on channel 0 (heartbeats are skipped).
 async fn next_method(
-    socket: &mut TcpStream,
+    socket: &mut Socket,
     rbuf: &mut BytesMut,
     decoder: &mut FrameDecoder,
 ) -> Result<Method, HandshakeError> {

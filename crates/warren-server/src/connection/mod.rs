@@ -27,8 +27,7 @@ use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 use warren_amqp::{
@@ -51,6 +50,20 @@ const OUTBOUND_BATCH: usize = 64;
 /// connection that writes slower than its queue delivers.
 pub(crate) const WRITE_WINDOW: u32 = 4096;
 
+/// A client's byte stream: plain TCP, or TLS over it. Writers flush after each write (a TLS
+/// stream may hold written bytes until flushed; for TCP it costs nothing).
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientStream for T {}
+pub(crate) type Socket = Box<dyn ClientStream>;
+
+/// What the transport knows about the client, for the EXTERNAL mechanism: offered on TLS
+/// listeners that verify peers, with the user named by the client's verified certificate.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Transport {
+    pub external: bool,
+    pub certificate_user: Option<String>,
+}
+
 /// Why the connection's main loop stops.
 enum End {
     /// The peer closed the socket or an I/O error occurred.
@@ -62,7 +75,7 @@ enum End {
 pub(crate) struct Connection {
     id: u64,
     broker: Arc<Broker>,
-    socket: TcpStream,
+    socket: Socket,
     rbuf: BytesMut,
     wbuf: BytesMut,
     decoder: FrameDecoder,
@@ -98,9 +111,15 @@ pub(crate) struct Connection {
 }
 
 /// Serves one accepted socket until it closes.
-pub(crate) async fn serve(broker: Arc<Broker>, mut socket: TcpStream, peer: SocketAddr, id: u64) {
+pub(crate) async fn serve(
+    broker: Arc<Broker>,
+    mut socket: Socket,
+    peer: SocketAddr,
+    id: u64,
+    transport: Transport,
+) {
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let session = match handshake::run(&broker, &mut socket, &mut rbuf, peer).await {
+    let session = match handshake::run(&broker, &mut socket, &mut rbuf, peer, &transport).await {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {
@@ -561,6 +580,7 @@ impl Connection {
         }
         self.socket.write_all(&self.wbuf).await?;
         self.stats.sent(self.wbuf.len());
+        self.socket.flush().await?;
         self.wrote_since_tick = true;
         self.wbuf.clear();
         if self.wbuf.capacity() > BUFFER_KEEP {
