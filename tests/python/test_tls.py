@@ -85,7 +85,7 @@ def start_tls_warren(certs: Path, *extra: str, cert: str = "server") -> tuple:
 
 @pytest.fixture(scope="module")
 def tls_broker(certs):
-    warren, port, tls_port = start_tls_warren(certs)
+    warren, port, tls_port = start_tls_warren(certs, "--handshake-timeout-ms", "1000")
     yield port, tls_port
     assert warren.stop() == 0
     assert not warren.problems(), warren.output()
@@ -213,3 +213,14 @@ def test_sighup_reloads_the_certificate_for_new_connections(certs):
         warren.stop()
         warren.cleanup()
     assert not warren.problems(), warren.output()
+
+
+def test_a_silent_client_on_the_tls_port_is_dropped_after_the_handshake_timeout(tls_broker):
+    with socket.create_connection(("127.0.0.1", tls_broker[1])) as s:
+        s.settimeout(5)
+        begun = time.monotonic()
+        try:
+            assert s.recv(4096) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - begun < 4

@@ -216,7 +216,8 @@ async fn accept_loop(
                     connection::serve(broker, Box::new(socket), peer, id, transport).await
                 }
                 Some(tls) => {
-                    if let Some((socket, transport)) = crate::tls::accept(&tls, &broker, socket, peer).await {
+                    let accepted = crate::tls::accept(&tls, &broker, socket, peer).await;
+                    if let Some((socket, transport)) = accepted {
                         connection::serve(broker, socket, peer, id, transport).await
                     }
                 }

@@ -121,17 +121,37 @@ pub struct Config {
 pub struct TlsConfig {
     /// Address and port of the AMQPS (TLS) listener; default [::]:5671 once a certificate
     /// is configured
-    #[arg(id = "tls_listen", long = "tls-listen", env = "WARREN_TLS_LISTEN", value_name = "ADDR:PORT")]
+    #[arg(
+        id = "tls_listen",
+        long = "tls-listen",
+        env = "WARREN_TLS_LISTEN",
+        value_name = "ADDR:PORT"
+    )]
     pub listen: Option<SocketAddr>,
     /// PEM file with the server's certificate chain (RabbitMQ's ssl_options.certfile)
-    #[arg(id = "tls_cert_file", long = "tls-cert-file", env = "WARREN_TLS_CERT_FILE", value_name = "FILE")]
+    #[arg(
+        id = "tls_cert_file",
+        long = "tls-cert-file",
+        env = "WARREN_TLS_CERT_FILE",
+        value_name = "FILE"
+    )]
     pub cert_file: Option<PathBuf>,
     /// PEM file with the server's private key (ssl_options.keyfile)
-    #[arg(id = "tls_key_file", long = "tls-key-file", env = "WARREN_TLS_KEY_FILE", value_name = "FILE")]
+    #[arg(
+        id = "tls_key_file",
+        long = "tls-key-file",
+        env = "WARREN_TLS_KEY_FILE",
+        value_name = "FILE"
+    )]
     pub key_file: Option<PathBuf>,
     /// PEM file with the CA certificates client certificates are verified against
     /// (ssl_options.cacertfile)
-    #[arg(id = "tls_ca_file", long = "tls-ca-file", env = "WARREN_TLS_CA_FILE", value_name = "FILE")]
+    #[arg(
+        id = "tls_ca_file",
+        long = "tls-ca-file",
+        env = "WARREN_TLS_CA_FILE",
+        value_name = "FILE"
+    )]
     pub ca_file: Option<PathBuf>,
     /// Ask clients for a certificate and refuse one that the CA file does not vouch for
     /// (ssl_options.verify = verify_peer); enables the EXTERNAL mechanism
@@ -275,7 +295,9 @@ impl Config {
         }
         let tls = &self.tls;
         if tls.effective_listen().is_some() && (tls.cert_file.is_none() || tls.key_file.is_none()) {
-            return Err(ConfigError::Tls("a TLS listener needs tls.cert_file and tls.key_file"));
+            return Err(ConfigError::Tls(
+                "a TLS listener needs tls.cert_file and tls.key_file",
+            ));
         }
         if tls.verify_peer && tls.ca_file.is_none() {
             return Err(ConfigError::Tls("tls.verify_peer needs tls.ca_file"));
@@ -394,6 +416,58 @@ mod tests {
             .try_get_matches_from(["--management-listen", "nowhere"]);
         let err = bad.unwrap_err().to_string();
         assert!(err.contains("neither ADDR:PORT nor 'off'"), "{err}");
+    }
+
+    #[test]
+    fn tls_settings_come_from_the_tls_table_flags_and_variables() {
+        let _env = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(Config::default().tls, TlsConfig::default());
+        assert_eq!(Config::default().tls.effective_listen(), None);
+        assert_eq!(Config::default().handshake_timeout_ms, 10_000);
+        let (dir, path) = write_file(
+            "tls",
+            "[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\nca_file = \"/ca.pem\"\n\
+             verify_peer = true\n",
+        );
+        std::env::set_var("WARREN_TLS_FAIL_IF_NO_PEER_CERT", "true");
+        let from_file = Config::load(Some(&path), &parse(&[]));
+        std::env::remove_var("WARREN_TLS_FAIL_IF_NO_PEER_CERT");
+        let flagged = Config::load(
+            Some(&path),
+            &parse(&[
+                "--tls-listen",
+                "127.0.0.1:5999",
+                "--tls-verify-peer",
+                "false",
+            ]),
+        );
+        let no_ca = Config::load(
+            None,
+            &parse(&[
+                "--tls-cert-file",
+                "/c",
+                "--tls-key-file",
+                "/k",
+                "--tls-verify-peer",
+            ]),
+        );
+        let no_key = Config::load(None, &parse(&["--tls-cert-file", "/c"]));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let tls = from_file.unwrap().tls;
+        assert_eq!(tls.cert_file, Some(PathBuf::from("/c.pem")));
+        assert_eq!(tls.key_file, Some(PathBuf::from("/k.pem")));
+        assert_eq!(tls.ca_file, Some(PathBuf::from("/ca.pem")));
+        assert!(tls.verify_peer && tls.fail_if_no_peer_cert);
+        assert_eq!(tls.effective_listen(), Some("[::]:5671".parse().unwrap()));
+        let tls = flagged.unwrap().tls;
+        assert_eq!(
+            tls.effective_listen(),
+            Some("127.0.0.1:5999".parse().unwrap())
+        );
+        assert!(!tls.verify_peer, "flag over file");
+        assert!(no_ca.unwrap_err().to_string().contains("ca_file"));
+        assert!(no_key.unwrap_err().to_string().contains("key_file"));
     }
 
     #[test]

@@ -15,17 +15,17 @@ use crate::config::TlsConfig;
 use crate::connection::{Socket, Transport};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::net::TcpStream;
-use tracing::info;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio_rustls::rustls::crypto::{aws_lc_rs, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
+use tracing::info;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
