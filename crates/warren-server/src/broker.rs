@@ -209,10 +209,15 @@ async fn accept_loop(
         let id = broker.next_connection_id.fetch_add(1, Ordering::Relaxed);
         let broker = broker.clone();
         let tls = tls.clone();
+        let local = socket.local_addr().unwrap_or(peer);
         tokio::spawn(async move {
             match tls {
                 None => {
-                    let transport = connection::Transport::default();
+                    let transport = connection::Transport {
+                        local,
+                        external: false,
+                        certificate_user: None,
+                    };
                     connection::serve(broker, Box::new(socket), peer, id, transport).await
                 }
                 Some(tls) => {

@@ -152,6 +152,7 @@ pub(crate) async fn accept(
     socket: TcpStream,
     peer: SocketAddr,
 ) -> Option<(Socket, Transport)> {
+    let local = socket.local_addr().unwrap_or(peer);
     let timeout = Duration::from_millis(broker.config.handshake_timeout_ms);
     let stream = match tokio::time::timeout(timeout, tls.acceptor().accept(socket)).await {
         Ok(Ok(stream)) => stream,
@@ -170,6 +171,7 @@ pub(crate) async fn accept(
         .and_then(|chain| chain.first())
         .and_then(certificate_user);
     let transport = Transport {
+        local,
         external: tls.verifies_peers(),
         certificate_user,
     };

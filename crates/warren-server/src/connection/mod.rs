@@ -56,10 +56,12 @@ pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientStream for T {}
 pub(crate) type Socket = Box<dyn ClientStream>;
 
-/// What the transport knows about the client, for the EXTERNAL mechanism: offered on TLS
-/// listeners that verify peers, with the user named by the client's verified certificate.
-#[derive(Debug, Default, Clone)]
+/// What the transport knows about the client: the local address it reached, and for the
+/// EXTERNAL mechanism (offered on TLS listeners that verify peers) the user named by the
+/// client's verified certificate.
+#[derive(Debug, Clone)]
 pub(crate) struct Transport {
+    pub local: SocketAddr,
     pub external: bool,
     pub certificate_user: Option<String>,
 }
@@ -128,7 +130,7 @@ pub(crate) async fn serve(
         }
     };
     let (control_tx, control) = mpsc::unbounded_channel();
-    let local = socket.local_addr().unwrap_or(peer);
+    let local = transport.local;
     let registration = broker.registry.register(
         id,
         ConnectionInfo {
