@@ -8,6 +8,8 @@ The broker runs with RabbitMQ's ``verify_peer`` and ``fail_if_no_peer_cert = fal
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import shutil
 import signal
@@ -16,6 +18,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pika
@@ -224,3 +227,20 @@ def test_a_silent_client_on_the_tls_port_is_dropped_after_the_handshake_timeout(
         except ConnectionResetError:
             pass
         assert time.monotonic() - begun < 4
+
+
+def test_the_management_api_serves_https_with_the_same_certificate(certs):
+    warren, _, _ = start_tls_warren(certs, "--tls-management")
+    try:
+        match = re.search(r"management API listening on https://([0-9.]+):(\d+)", warren.output())
+        assert match, warren.output()
+        url = f"https://127.0.0.1:{match.group(2)}/api/policies"
+        request = urllib.request.Request(url, headers={
+            "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+        with urllib.request.urlopen(request, context=client_context(certs), timeout=5) as r:
+            assert r.status == 200
+            assert json.loads(r.read()) == []
+    finally:
+        warren.stop()
+        warren.cleanup()
+    assert not warren.problems(), warren.output()

@@ -11,12 +11,14 @@
 mod policies;
 
 use crate::broker::Broker;
+use crate::tls::{HttpsListener, Tls};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::{Listener, ListenerExt};
 use axum::Router;
 use base64::Engine;
 use serde_json::json;
@@ -29,7 +31,10 @@ use tracing::info;
 const REALM: &str = "Basic realm=\"Warren Management\"";
 
 /// Binds the management listener if one is configured, and says where it listens.
-pub async fn bind(addr: Option<std::net::SocketAddr>) -> std::io::Result<Option<TcpListener>> {
+pub async fn bind(
+    addr: Option<std::net::SocketAddr>,
+    https: bool,
+) -> std::io::Result<Option<TcpListener>> {
     let Some(addr) = addr else {
         info!("management API turned off");
         return Ok(None);
@@ -41,12 +46,20 @@ pub async fn bind(addr: Option<std::net::SocketAddr>) -> std::io::Result<Option<
         )
     })?;
     let local = listener.local_addr()?;
-    info!("management API listening on http://{local}");
+    let scheme = if https { "https" } else { "http" };
+    info!("management API listening on {scheme}://{local}");
     Ok(Some(listener))
 }
 
-/// Serves the API until the broker shuts down.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>) {
+/// Serves the API until the broker shuts down, over HTTPS when `tls` is given.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, tls: Option<Arc<Tls>>) {
+    match tls {
+        Some(tls) => serve_on(HttpsListener::new(listener, tls, &broker), broker).await,
+        None => serve_on(listener, broker).await,
+    }
+}
+
+async fn serve_on<L: Listener<Addr = SocketAddr>>(listener: L, broker: Arc<Broker>) {
     let mut shutdown = broker.shutdown_signal();
     let app = Router::new()
         .route("/api/policies", get(policies::list_all))
@@ -61,7 +74,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>) {
         .layer(middleware::from_fn_with_state(broker.clone(), authenticate))
         .with_state(broker);
     let served = axum::serve(
-        listener,
+        listener.tap_io(|_| {}),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {

@@ -97,15 +97,16 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir)?;
         let listener = crate::listener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
-        let management = admin::bind(config.management_listen).await?;
+        let management = admin::bind(config.management_listen, config.tls.management).await?;
         let tls = match config.tls.effective_listen() {
-            None => None,
+            None if !config.tls.management => None,
+            None => Some((Arc::new(Tls::load(&config.tls).map_err(std::io::Error::other)?), None)),
             Some(addr) => {
                 let tls = Tls::load(&config.tls).map_err(std::io::Error::other)?;
                 let listener = crate::listener::bind(addr).await.map_err(|e| {
                     std::io::Error::new(e.kind(), format!("cannot listen for AMQPS on {addr}: {e}"))
                 })?;
-                Some((Arc::new(tls), listener))
+                Some((Arc::new(tls), Some(listener)))
             }
         };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -154,8 +155,8 @@ impl Broker {
         let slots = Arc::new(Semaphore::new(max_connections));
         let accept = tokio::spawn(accept_loop(listener, None, broker.clone(), slots.clone()));
         let tls_addr = match tls {
-            None => None,
-            Some((tls, listener)) => {
+            None | Some((_, None)) => None,
+            Some((tls, Some(listener))) => {
                 let addr = listener.local_addr()?;
                 info!("AMQPS (TLS) listener at {addr}");
                 let accept = accept_loop(listener, Some(tls), broker.clone(), slots.clone());
@@ -164,7 +165,8 @@ impl Broker {
             }
         };
         let management_addr = management.as_ref().and_then(|l| l.local_addr().ok());
-        let admin = management.map(|l| tokio::spawn(admin::serve(l, broker.clone())));
+        let https = broker.tls.clone().filter(|_| broker.config.tls.management);
+        let admin = management.map(|l| tokio::spawn(admin::serve(l, broker.clone(), https)));
         Ok(RunningBroker {
             local_addr,
             tls_addr,

@@ -177,6 +177,17 @@ pub struct TlsConfig {
         default_value = "false"
     )]
     pub fail_if_no_peer_cert: bool,
+    /// Serve the management API over HTTPS with the same certificate, key and peer checks
+    #[arg(
+        id = "tls_management",
+        long = "tls-management",
+        env = "WARREN_TLS_MANAGEMENT",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub management: bool,
 }
 
 impl TlsConfig {
@@ -298,6 +309,9 @@ impl Config {
             return Err(ConfigError::Tls(
                 "a TLS listener needs tls.cert_file and tls.key_file",
             ));
+        }
+        if tls.management && (tls.cert_file.is_none() || tls.key_file.is_none()) {
+            return Err(ConfigError::Tls("tls.management needs tls.cert_file and tls.key_file"));
         }
         if tls.verify_peer && tls.ca_file.is_none() {
             return Err(ConfigError::Tls("tls.verify_peer needs tls.ca_file"));
@@ -427,7 +441,7 @@ mod tests {
         let (dir, path) = write_file(
             "tls",
             "[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\nca_file = \"/ca.pem\"\n\
-             verify_peer = true\n",
+             verify_peer = true\nmanagement = true\n",
         );
         std::env::set_var("WARREN_TLS_FAIL_IF_NO_PEER_CERT", "true");
         let from_file = Config::load(Some(&path), &parse(&[]));
@@ -458,7 +472,7 @@ mod tests {
         assert_eq!(tls.cert_file, Some(PathBuf::from("/c.pem")));
         assert_eq!(tls.key_file, Some(PathBuf::from("/k.pem")));
         assert_eq!(tls.ca_file, Some(PathBuf::from("/ca.pem")));
-        assert!(tls.verify_peer && tls.fail_if_no_peer_cert);
+        assert!(tls.verify_peer && tls.fail_if_no_peer_cert && tls.management);
         assert_eq!(tls.effective_listen(), Some("[::]:5671".parse().unwrap()));
         let tls = flagged.unwrap().tls;
         assert_eq!(

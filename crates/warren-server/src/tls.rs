@@ -8,24 +8,28 @@
 //! connections accepted afterwards use the new files, open ones keep their session. It also
 //! reads the user name a client certificate carries for the EXTERNAL mechanism (the
 //! subject's CN, as `rabbitmq_auth_mechanism_ssl` with `ssl_cert_login_from = common_name`).
-//! It never decides whether that user may log in: the broker's users do.
+//! It never decides whether that user may log in: the broker's users do. The management
+//! API can serve HTTPS with the same configuration (`HttpsListener`).
 
 use crate::broker::Broker;
 use crate::config::TlsConfig;
 use crate::connection::{Socket, Transport};
 use arc_swap::ArcSwap;
+use axum::serve::Listener;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_rustls::rustls::crypto::{aws_lc_rs, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -176,4 +180,68 @@ pub(crate) async fn accept(
         certificate_user,
     };
     Some((Box::new(stream), transport))
+}
+
+/// The management API's listener over TLS: TCP connections are accepted and their TLS
+/// handshakes run on tasks of their own (a slow handshake holds up no one), within the
+/// handshake timeout; axum takes the finished streams.
+pub(crate) struct HttpsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: std::io::Result<SocketAddr>,
+}
+
+impl HttpsListener {
+    pub fn new(listener: TcpListener, tls: Arc<Tls>, broker: &Broker) -> HttpsListener {
+        let local = listener.local_addr();
+        let (ready_tx, ready) = mpsc::channel(64);
+        let timeout = Duration::from_millis(broker.config.handshake_timeout_ms);
+        let mut shutdown = broker.shutdown_signal();
+        tokio::spawn(async move {
+            loop {
+                let (socket, peer) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            warn!("management accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    _ = shutdown.changed() => return,
+                };
+                let acceptor = tls.acceptor();
+                let ready_tx = ready_tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = ready_tx.send((stream, peer)).await;
+                        }
+                        Ok(Err(e)) => info!(%peer, "management TLS handshake failed: {e}"),
+                        Err(_) => info!(%peer, "management TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        HttpsListener { ready, local }
+    }
+}
+
+impl Listener for HttpsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The accepting task ended with the broker: nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match &self.local {
+            Ok(addr) => Ok(*addr),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        }
+    }
 }
